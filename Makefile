@@ -1,0 +1,46 @@
+# mgelab: `make train` and `make test` set everything up themselves (see README).
+SHELL := /bin/bash
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+# Extra Hydra overrides for `make train`, e.g. make train ARGS="model=linear"
+ARGS ?=
+UI_PORT ?= 5000
+TRACKING_URI ?= sqlite:///$(CURDIR)/outputs/mlflow.db
+
+.PHONY: setup train test test-slow ui lint data clean-venv
+
+setup: $(STAMP)
+
+# Re-installs only when the package definition or the pinned versions change.
+$(STAMP): pyproject.toml constraints.txt scripts/find_python.sh
+	@py=$$(scripts/find_python.sh) || exit 1; \
+	echo "Creating $(VENV) with $$py"; \
+	rm -rf $(VENV) && "$$py" -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade "pip>=23.1"
+	$(PY) -m pip install --quiet -c constraints.txt -e '.[dev]'
+	@touch $(STAMP)
+
+data: $(STAMP)
+	$(PY) scripts/prepare_data.py $(ARGS)
+
+train: data
+	$(PY) scripts/train.py $(ARGS)
+
+test: $(STAMP)
+	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
+
+test-slow: $(STAMP)
+	$(PY) -m pytest -m slow $(PYTEST_ARGS)
+
+ui: $(STAMP)
+	@mkdir -p outputs
+	@echo "MLflow UI on http://127.0.0.1:$(UI_PORT)  (store: $(TRACKING_URI)); Ctrl-C stops it."
+	@echo "Training runs are under 'Model training' in the left bar."
+	$(VENV)/bin/mlflow ui --backend-store-uri "$(TRACKING_URI)" --host 127.0.0.1 --port $(UI_PORT)
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check src scripts tests
+
+clean-venv:
+	rm -rf $(VENV)

@@ -1,0 +1,80 @@
+"""Train one run (or, with -m, a sweep of runs) from the Hydra config under conf/.
+
+    python scripts/train.py                                   # Fashion-MNIST MLP, tracked
+    python scripts/train.py model=cnn trainer.max_epochs=2
+    python scripts/train.py -m model=linear,mlp,cnn data=fashion_mnist
+
+Returns the best validation value of ``trainer.monitor`` (for sweepers).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Dict
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+import mgelab.config  # noqa: F401  (registers the resolvers conf/ uses)
+from mgelab.experiment import run_experiment
+from mgelab.tracking.provenance import git_commit
+from mgelab.train import seed_everything
+from mgelab.train.device import select_device
+
+
+def run_tags(cfg: DictConfig) -> Dict[str, Any]:
+    """Tags that say what the run is and where it came from (Hydra's view of it)."""
+    hydra_cfg = HydraConfig.get()
+    choices = hydra_cfg.runtime.choices
+    tags: Dict[str, Any] = {
+        "data": choices.get("data"),
+        "model": choices.get("model"),
+        "optim": choices.get("optim"),
+        "experiment": choices.get("experiment") or "none",
+        "git_commit": git_commit(cfg.paths.root_dir),
+        "hydra/overrides": " ".join(hydra_cfg.overrides.task) or "(none)",
+        "hydra/run_dir": hydra_cfg.runtime.output_dir,
+    }
+    if hydra_cfg.mode is not None and hydra_cfg.mode.name == "MULTIRUN":
+        tags["hydra/job_num"] = hydra_cfg.job.num
+        tags["hydra/sweep_id"] = hydra_cfg.sweep.dir
+    return tags
+
+
+def train(cfg: DictConfig) -> float:
+    seed_everything(cfg.seed)
+    # Before any model is built: parameters live on the device that was default then.
+    select_device(cfg.trainer.device)
+    logger = instantiate(cfg.logger)
+    with logger:
+        data = instantiate(cfg.data)
+        model = instantiate(
+            cfg.model, input_shape=data.input_shape, num_outputs=data.num_outputs, task=data.task
+        )
+        result = run_experiment(
+            model=model,
+            data=data,
+            optimizer_factory=instantiate(cfg.optim),
+            trainer=instantiate(cfg.trainer),
+            logger=logger,
+            run_dir=cfg.paths.run_dir,
+            config=OmegaConf.to_container(cfg, resolve=True),
+            config_yaml=OmegaConf.to_yaml(cfg, resolve=True),
+            tags=run_tags(cfg),
+        )
+    monitored = cfg.trainer.monitor.split("/", 1)[-1]
+    print(
+        f"best epoch {result.best_epoch}: val {result.best_val} | test {result.test} | "
+        f"{result.wall_time_s:.1f} s, {result.train_samples_per_s:.0f} train samples/s"
+    )
+    return float(result.best_val[monitored])
+
+
+@hydra.main(config_path="../conf", config_name="train", version_base="1.3")
+def main(cfg: DictConfig) -> float:
+    return train(cfg)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,172 @@
+"""The one data interface every dataset offers: whole numpy splits cut into batches.
+
+Images stay uint8 in memory (a quarter of float32) and are normalised a batch at a time,
+vectorised; shuffling is seeded per epoch so a run's data order is reproducible.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Dict, Iterator, Optional, Sequence, Tuple
+
+import numpy as np
+
+Batch = Tuple[np.ndarray, np.ndarray]
+SPLITS = ("train", "val", "test")
+
+
+@dataclass
+class Split:
+    """Inputs (N, C, H, W) uint8 or (N, D) float, targets (N,) int32 or (N, K) float32."""
+
+    inputs: np.ndarray
+    targets: np.ndarray
+
+    def __post_init__(self) -> None:
+        if len(self.inputs) != len(self.targets):
+            raise ValueError(f"{len(self.inputs)} inputs but {len(self.targets)} targets")
+
+    def __len__(self) -> int:
+        return len(self.inputs)
+
+
+def carve_validation(split: Split, val_size: float | int, seed: int) -> Tuple[Split, Split]:
+    """Split a training set into (train, val) with a seeded permutation.
+
+    ``val_size`` below 1 is a fraction of the training set; 1 or more is a count.
+    """
+    n = len(split)
+    n_val = int(round(val_size * n)) if 0 < val_size < 1 else int(val_size)
+    if not 0 <= n_val < n:
+        raise ValueError(f"data.val_size={val_size} leaves no training data out of {n} samples")
+    order = np.random.default_rng(seed).permutation(n)
+    val_idx, train_idx = np.sort(order[:n_val]), np.sort(order[n_val:])
+    return (
+        Split(split.inputs[train_idx], split.targets[train_idx]),
+        Split(split.inputs[val_idx], split.targets[val_idx]),
+    )
+
+
+class ArrayDataModule:
+    """Batches from in-memory splits; subclasses only have to provide ``load_splits``.
+
+    Splits are loaded lazily on first use, so composing and instantiating a config
+    never touches the network or the disk.
+    """
+
+    task = "classification"
+
+    def __init__(
+        self,
+        name: str,
+        batch_size: int = 128,
+        eval_batch_size: int = 1000,
+        val_size: float | int = 5000,
+        seed: int = 0,
+        mean: Optional[Sequence[float]] = None,
+        std: Optional[Sequence[float]] = None,
+        class_names: Optional[Sequence[str]] = None,
+    ) -> None:
+        if batch_size <= 0 or eval_batch_size <= 0:
+            raise ValueError(f"data.batch_size must be positive, got {batch_size}/{eval_batch_size}")
+        self.name = name
+        self.batch_size = int(batch_size)
+        self.eval_batch_size = int(eval_batch_size)
+        self.val_size = val_size
+        self.seed = int(seed)
+        self._mean = mean
+        self._std = std
+        self._class_names = list(class_names) if class_names is not None else None
+        self._splits: Optional[Dict[str, Split]] = None
+
+    # --- what subclasses provide -------------------------------------------------------
+    def load_splits(self) -> Dict[str, Split]:
+        """Return 'train' and 'test' splits (a 'val' split is carved from 'train' if absent)."""
+        raise NotImplementedError
+
+    # --- the interface the trainer uses ---------------------------------------------------
+    @property
+    def splits(self) -> Dict[str, Split]:
+        if self._splits is None:
+            splits = self.load_splits()
+            if "val" not in splits:
+                splits["train"], splits["val"] = carve_validation(splits["train"], self.val_size, self.seed)
+            self._splits = splits
+            self._fit_normalisation(splits["train"])
+        return self._splits
+
+    @property
+    def input_shape(self) -> Tuple[int, ...]:
+        return tuple(self.splits["train"].inputs.shape[1:])
+
+    @property
+    def num_classes(self) -> int:
+        targets = self.splits["train"].targets
+        if self._class_names is not None:
+            return len(self._class_names)
+        return int(targets.max()) + 1
+
+    @property
+    def num_outputs(self) -> int:
+        """Classes for classification, target dimension for regression."""
+        return self.num_classes
+
+    @property
+    def class_names(self) -> list:
+        return self._class_names or [str(i) for i in range(self.num_classes)]
+
+    def split_size(self, split: str) -> int:
+        return len(self.splits[split])
+
+    def num_train_batches(self) -> int:
+        return -(-self.split_size("train") // self.batch_size)
+
+    def train_batches(self, epoch: int) -> Iterator[Batch]:
+        """Shuffled training batches; the order depends only on (seed, epoch)."""
+        split = self.splits["train"]
+        order = np.random.default_rng((self.seed, epoch)).permutation(len(split))
+        for start in range(0, len(order), self.batch_size):
+            idx = order[start : start + self.batch_size]
+            yield self._prepare(split.inputs[idx]), split.targets[idx]
+
+    def eval_batches(self, split_name: str) -> Iterator[Batch]:
+        """Batches in storage order, so predictions line up with ``targets(split)``."""
+        split = self.splits[split_name]
+        for start in range(0, len(split), self.eval_batch_size):
+            stop = start + self.eval_batch_size
+            yield self._prepare(split.inputs[start:stop]), split.targets[start:stop]
+
+    def targets(self, split_name: str) -> np.ndarray:
+        return self.splits[split_name].targets
+
+    def describe(self) -> Dict[str, object]:
+        return {
+            "name": self.name,
+            "task": self.task,
+            "input_shape": list(self.input_shape),
+            "num_outputs": self.num_outputs,
+            **{f"{s}_size": self.split_size(s) for s in SPLITS},
+        }
+
+    # --- normalisation ---------------------------------------------------------------------
+    def _fit_normalisation(self, train: Split) -> None:
+        """Per-channel statistics from the training split unless given in the config."""
+        channel_axes = (0,) + tuple(range(2, train.inputs.ndim))
+        scale = 255.0 if train.inputs.dtype == np.uint8 else 1.0
+        if self._mean is None or self._std is None:
+            # float64 accumulation: a float32 sum over 50M pixels drifts.
+            data = train.inputs.astype(np.float64) / scale
+            mean, std = data.mean(axis=channel_axes), data.std(axis=channel_axes)
+        else:
+            mean, std = np.asarray(self._mean, np.float64), np.asarray(self._std, np.float64)
+        shape = (1, -1) + (1,) * (train.inputs.ndim - 2)
+        std = np.where(std > 0, std, 1.0)
+        # Fold the uint8 scale into the affine map: x * a + b, one fused pass per batch.
+        self._scale = (1.0 / (scale * std)).reshape(shape).astype(np.float32)
+        self._shift = (-mean / std).reshape(shape).astype(np.float32)
+
+    def _prepare(self, inputs: np.ndarray) -> np.ndarray:
+        out = inputs.astype(np.float32)
+        out *= self._scale
+        out += self._shift
+        return out

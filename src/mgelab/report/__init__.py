@@ -1,0 +1,1 @@
+"""Figures made from a finished run (learning curves, confusion matrix)."""

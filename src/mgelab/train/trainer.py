@@ -1,0 +1,194 @@
+"""The one trainer every chapter shares. It knows models, batches, an optimizer factory
+and a logger interface; it knows nothing of Hydra or MLflow."""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, Iterator, List, Optional, Union
+
+import megengine.module as M
+import numpy as np
+from tqdm import tqdm
+
+from mgelab.train.checkpoint import load_checkpoint, save_checkpoint
+from mgelab.train.metrics import classification_metrics, confusion_matrix
+from mgelab.train.optim import OptimizerFactory, set_lr
+from mgelab.train.steps import make_train_step, predict
+
+
+@dataclass
+class FitResult:
+    best_epoch: int
+    best_val: Dict[str, float]
+    test: Dict[str, float]
+    history: List[Dict[str, float]]
+    best_checkpoint: Optional[Path]
+    last_checkpoint: Optional[Path]
+    confusion: Optional[np.ndarray] = None
+    wall_time_s: float = 0.0
+    train_samples_per_s: float = 0.0
+    extras: Dict[str, Any] = field(default_factory=dict)
+
+
+class Trainer:
+    def __init__(
+        self,
+        max_epochs: int = 10,
+        limit_train_batches: Union[int, float, None] = None,
+        log_every_n_steps: int = 50,
+        checkpoint_dir: str = "checkpoints",
+        monitor: str = "val/acc",
+        monitor_mode: str = "max",
+        progress_bar: bool = True,
+        device: str = "cpu",
+    ) -> None:
+        if max_epochs < 1:
+            raise ValueError(f"trainer.max_epochs={max_epochs} must be >= 1")
+        if log_every_n_steps < 1:
+            raise ValueError(f"trainer.log_every_n_steps={log_every_n_steps} must be >= 1")
+        if monitor_mode not in ("max", "min"):
+            raise ValueError(f"trainer.monitor_mode={monitor_mode!r} must be 'max' or 'min'")
+        self.max_epochs = int(max_epochs)
+        self.limit_train_batches = limit_train_batches
+        self.log_every_n_steps = int(log_every_n_steps)
+        self.checkpoint_dir = Path(checkpoint_dir)
+        self.monitor = monitor
+        self.monitor_mode = monitor_mode
+        self.progress_bar = progress_bar
+        # Informational: the run selects the device before the model is built.
+        self.device = device
+
+    # --- public -----------------------------------------------------------------------------
+    def fit(self, model: M.Module, data, optimizer_factory: OptimizerFactory, logger) -> FitResult:
+        optimizer = optimizer_factory(model.parameters())
+        step_fn = make_train_step(model, optimizer, data.task)
+        batches_per_epoch = self._batches_per_epoch(data.num_train_batches())
+        history: List[Dict[str, float]] = []
+        best_score, best_epoch, best_val = -math.inf, 0, {}
+        best_path, last_path = self.checkpoint_dir / "best.npz", self.checkpoint_dir / "last.npz"
+        global_step, train_seconds, train_samples = 0, 0.0, 0
+        started = time.perf_counter()
+
+        for epoch in range(1, self.max_epochs + 1):
+            model.train()
+            epoch_start = time.perf_counter()
+            losses, outputs, targets = [], [], []
+            bar = self._progress(data.train_batches(epoch), batches_per_epoch, epoch)
+            for batch_index, (x, y) in enumerate(bar):
+                progress = epoch - 1 + batch_index / batches_per_epoch
+                lr = optimizer_factory.lr * optimizer_factory.schedule.factor(progress, self.max_epochs)
+                set_lr(optimizer, lr)
+                loss, out = step_fn(x, y)
+                global_step += 1
+                if not math.isfinite(loss):
+                    raise FloatingPointError(
+                        f"loss became {loss} at step {global_step} (epoch {epoch}, lr {lr:.3g}); "
+                        "try a smaller optim.lr, a warm-up (optim.schedule.warmup_epochs) or check the data"
+                    )
+                losses.append(loss * len(y))
+                outputs.append(out)
+                targets.append(y)
+                if global_step % self.log_every_n_steps == 0:
+                    logger.log_metrics({"step/train_loss": loss, "step/lr": lr}, step=global_step)
+                self._show(bar, loss, sum(len(t) for t in targets), epoch_start)
+            seconds = time.perf_counter() - epoch_start
+            train_seconds += seconds
+            seen = sum(len(t) for t in targets)
+            train_samples += seen
+
+            train_metrics = self._train_metrics(data.task, losses, outputs, targets)
+            val_metrics = self.evaluate(model, data, "val")
+            row = {
+                "epoch": float(epoch),
+                **{f"train/{k}": v for k, v in train_metrics.items()},
+                **{f"val/{k}": v for k, v in val_metrics.items()},
+                "lr": lr,
+                "train/samples_per_s": seen / max(seconds, 1e-9),
+                "train/epoch_seconds": seconds,
+            }
+            history.append(row)
+            logger.log_metrics(row, step=epoch)
+
+            state = {"epoch": epoch, "global_step": global_step, "val": val_metrics}
+            save_checkpoint(last_path, model.state_dict(), state)
+            score = self._score(row)
+            if score > best_score:
+                best_score, best_epoch, best_val = score, epoch, val_metrics
+                save_checkpoint(best_path, model.state_dict(), state)
+
+        # Test once, on the weights that did best on validation.
+        weights, _ = load_checkpoint(best_path)
+        model.load_state_dict(weights)
+        test_metrics, confusion = self._test(model, data)
+        logger.log_metrics({f"test/{k}": v for k, v in test_metrics.items()}, step=best_epoch)
+        return FitResult(
+            best_epoch=best_epoch,
+            best_val=best_val,
+            test=test_metrics,
+            history=history,
+            best_checkpoint=best_path,
+            last_checkpoint=last_path,
+            confusion=confusion,
+            wall_time_s=time.perf_counter() - started,
+            train_samples_per_s=train_samples / max(train_seconds, 1e-9),
+        )
+
+    def evaluate(self, model: M.Module, data, split: str) -> Dict[str, float]:
+        outputs = predict(model, data.eval_batches(split))
+        return self._metrics(data.task, outputs, data.targets(split))
+
+    # --- pieces -------------------------------------------------------------------------------
+    def _test(self, model: M.Module, data):
+        outputs = predict(model, data.eval_batches("test"))
+        targets = data.targets("test")
+        metrics = self._metrics(data.task, outputs, targets)
+        confusion = None
+        if data.task == "classification":
+            confusion = confusion_matrix(outputs.argmax(axis=1), targets, data.num_classes)
+        return metrics, confusion
+
+    @staticmethod
+    def _metrics(task: str, outputs: np.ndarray, targets: np.ndarray) -> Dict[str, float]:
+        if task == "classification":
+            return classification_metrics(outputs, targets)
+        errors = outputs.reshape(targets.shape) - targets
+        return {"loss": float(np.mean(errors**2)), "mae": float(np.mean(np.abs(errors)))}
+
+    def _train_metrics(self, task, losses, outputs, targets) -> Dict[str, float]:
+        """Running loss as the optimiser saw it (weights changing during the epoch)."""
+        target_all = np.concatenate(targets)
+        metrics = {"loss": float(sum(losses) / len(target_all))}
+        if task == "classification":
+            metrics["acc"] = float((np.concatenate(outputs).argmax(axis=1) == target_all).mean())
+        return metrics
+
+    def _score(self, row: Dict[str, float]) -> float:
+        if self.monitor not in row:
+            raise KeyError(f"trainer.monitor={self.monitor!r} is not a logged metric; have {sorted(row)}")
+        value = row[self.monitor]
+        return value if self.monitor_mode == "max" else -value
+
+    def _batches_per_epoch(self, available: int) -> int:
+        limit = self.limit_train_batches
+        if limit is None:
+            return available
+        if isinstance(limit, float) and 0 < limit <= 1:
+            return max(1, int(available * limit))
+        if isinstance(limit, int) and limit >= 1:
+            return min(available, limit)
+        raise ValueError(f"trainer.limit_train_batches={limit} must be an int >= 1 or a fraction in (0, 1]")
+
+    def _progress(self, batches, total: int, epoch: int) -> Iterator:
+        limited = (b for _, b in zip(range(total), batches))
+        if not self.progress_bar:
+            return limited
+        return tqdm(limited, total=total, desc=f"epoch {epoch}/{self.max_epochs}", leave=False)
+
+    @staticmethod
+    def _show(bar, loss: float, seen: int, epoch_start: float) -> None:
+        if isinstance(bar, tqdm):
+            rate = seen / max(time.perf_counter() - epoch_start, 1e-9)
+            bar.set_postfix(loss=f"{loss:.4f}", samples_s=f"{rate:.0f}", refresh=False)
