@@ -19,12 +19,24 @@ from mgelab.data.idx import read_idx, write_idx
 
 try:  # tests/ may or may not be a package, depending on how pytest imports it
     from .data_fixtures import (  # noqa: F401 (http_server is a fixture)
-        NAMES, closed_port_url, gz_bytes, http_server, idx_bytes, md5_of, payload_sha_of,
+        NAMES,
+        closed_port_url,
+        gz_bytes,
+        http_server,
+        idx_bytes,
+        md5_of,
+        payload_sha_of,
         write_tiny_dataset,
     )
 except ImportError:
     from data_fixtures import (  # noqa: F401 (http_server is a fixture)
-        NAMES, closed_port_url, gz_bytes, http_server, idx_bytes, md5_of, payload_sha_of,
+        NAMES,
+        closed_port_url,
+        gz_bytes,
+        http_server,
+        idx_bytes,
+        md5_of,
+        payload_sha_of,
         write_tiny_dataset,
     )
 
@@ -92,6 +104,16 @@ def test_corrupted_cached_file_is_deleted_and_fetched_again(tmp_path, http_serve
     assert_same_arrays(got, dataset)
     assert http_server.counts[NAMES[0]] == 2 and http_server.counts[NAMES[1]] == 1
     assert "deleting the bad cached copy" in caplog.text
+
+
+def test_bad_cached_file_is_removed_even_when_a_mirror_supplies_the_file(tmp_path):
+    dataset = write_tiny_dataset(tmp_path / "mirror")
+    cached = tmp_path / "cache" / "fashion-mnist" / NAMES[0]
+    cached.parent.mkdir(parents=True)
+    cached.write_bytes(b"not gzip at all")
+    paths = fetch(tmp_path / "cache", dataset.files(), mirrors=[str(dataset.directory)])
+    assert paths[NAMES[0]] == dataset.path(NAMES[0])
+    assert not cached.exists()  # would otherwise be re-checked (and rejected) on every run
 
 
 # -- reading IDX files ---------------------------------------------------------
@@ -240,10 +262,16 @@ def test_sha256_overrides_accept_a_repacked_copy(tmp_path):
     with pytest.raises(DataError, match="rejected mirror"):
         load(tmp_path / "cache", files, mirrors=mirrors, base_url=closed_port_url())
 
+    # The override also retires the upstream md5: an original copy in the cache
+    # no longer counts as good.
+    original = tmp_path / "cache" / "fashion-mnist" / NAMES[0]
+    original.parent.mkdir(parents=True, exist_ok=True)
+    original.write_bytes((tmp_path / "upstream" / NAMES[0]).read_bytes())
     overrides = {name: payload_sha_of(repacked.path(name)).upper() for name in NAMES}
     got = load(tmp_path / "cache", files, mirrors=mirrors, base_url=closed_port_url(),
                sha256_overrides=overrides)
     assert_same_arrays(got, repacked)
+    assert not original.exists()
 
 
 def test_file_without_known_hashes_is_used_but_flagged(tmp_path):

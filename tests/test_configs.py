@@ -1,0 +1,121 @@
+"""Every option of every config group composes, resolves and instantiates."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from hydra.utils import instantiate
+from omegaconf import OmegaConf
+
+from mgelab.tracking.base import NullLogger
+from mgelab.train import LRSchedule, OptimizerFactory, Trainer
+
+CONF = Path(__file__).resolve().parents[1] / "conf"
+SMALL_DATA = ["data=synthetic"]
+
+
+def options(group: str) -> list:
+    return sorted(p.stem for p in (CONF / group).glob("*.yaml"))
+
+
+def test_every_group_has_options():
+    for group in ("data", "model", "optim", "optim/schedule", "trainer", "logger", "paths", "hydra", "experiment"):
+        assert options(group), f"conf/{group} has no options"
+
+
+@pytest.mark.parametrize("name", options("data"))
+def test_data_options_instantiate_lazily(compose_cfg, name):
+    cfg = compose_cfg([f"data={name}"])
+    data = instantiate(cfg.data)
+    # Instantiation must not load anything: composing a config stays offline and fast.
+    assert data._splits is None
+    assert data.name == cfg.data.name
+
+
+@pytest.mark.parametrize("name", options("model"))
+def test_model_options_build_for_data(compose_cfg, name):
+    cfg = compose_cfg(SMALL_DATA + [f"model={name}"])
+    data = instantiate(cfg.data)
+    model = instantiate(cfg.model, input_shape=data.input_shape, num_outputs=data.num_outputs, task=data.task)
+    assert model.registry_name == cfg.model.name
+
+
+@pytest.mark.parametrize("name", options("optim"))
+@pytest.mark.parametrize("schedule", options("optim/schedule"))
+def test_optim_options_build_an_optimizer(compose_cfg, name, schedule):
+    cfg = compose_cfg(SMALL_DATA + [f"optim={name}", f"optim/schedule={schedule}"])
+    factory = instantiate(cfg.optim)
+    assert isinstance(factory, OptimizerFactory) and isinstance(factory.schedule, LRSchedule)
+    assert factory.schedule.kind == schedule
+    data = instantiate(cfg.data)
+    model = instantiate(cfg.model, input_shape=data.input_shape, num_outputs=data.num_outputs)
+    optimizer = factory(model.parameters())
+    assert optimizer.param_groups[0]["lr"] == pytest.approx(cfg.optim.lr)
+
+
+@pytest.mark.parametrize("name", options("trainer"))
+def test_trainer_options(compose_cfg, tmp_path, name):
+    cfg = compose_cfg([f"trainer={name}"])
+    trainer = instantiate(cfg.trainer)
+    assert isinstance(trainer, Trainer)
+    # hydra.run.dir is honoured: checkpoints go under the run's directory.
+    assert str(trainer.checkpoint_dir).startswith(str(tmp_path / "run"))
+
+
+def test_logger_none_is_null(compose_cfg):
+    assert isinstance(instantiate(compose_cfg(["logger=none"]).logger), NullLogger)
+
+
+def test_logger_mlflow_uses_sqlite_under_outputs(compose_cfg, tmp_path, monkeypatch):
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    cfg = compose_cfg([])
+    assert cfg.logger.tracking_uri == f"sqlite:///{tmp_path / 'outputs' / 'mlflow.db'}"
+    with instantiate(cfg.logger) as logger:
+        assert logger.run_id
+    assert (tmp_path / "outputs" / "mlflow.db").is_file()
+
+
+def test_env_tracking_uri_overrides_default(compose_cfg, monkeypatch, tmp_path):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path}/elsewhere.db")
+    assert compose_cfg([]).logger.tracking_uri == f"sqlite:///{tmp_path}/elsewhere.db"
+
+
+def test_default_run_is_fashion_mnist_mlp(compose_cfg):
+    cfg = compose_cfg([])
+    assert (cfg.data.name, cfg.model.name) == ("fashion_mnist", "mlp")
+    assert Path(cfg.paths.root_dir).is_absolute()
+
+
+@pytest.mark.parametrize("name", options("experiment"))
+def test_experiments_resolve_and_instantiate(compose_cfg, name):
+    cfg = compose_cfg([f"experiment={name}"])
+    OmegaConf.to_container(cfg, resolve=True)  # every interpolation resolves
+    for group in ("data", "optim", "trainer"):
+        assert instantiate(cfg[group]) is not None
+    header = (CONF / "experiment" / f"{name}.yaml").read_text().splitlines()[0]
+    assert header.startswith("# python scripts/train.py"), f"experiment/{name}.yaml must open with its command"
+
+
+@pytest.mark.parametrize(
+    "override, key",
+    [
+        ("optim.lr=0", "optim.lr"),
+        ("optim.name=rmsprop", "optim.name"),
+        ("trainer.max_epochs=0", "trainer.max_epochs"),
+        ("model.activation=swish", "model.activation"),
+        ("model.name=transformer", "model.name"),
+        ("trainer.device=tpu", "trainer.device"),
+    ],
+)
+def test_bad_values_name_the_key(compose_cfg, override, key):
+    cfg = compose_cfg(SMALL_DATA + [override])
+    data = instantiate(cfg.data)
+    with pytest.raises(Exception) as info:
+        instantiate(cfg.optim)
+        instantiate(cfg.trainer)
+        instantiate(cfg.model, input_shape=data.input_shape, num_outputs=data.num_outputs)
+        from mgelab.train.device import select_device
+
+        select_device(cfg.trainer.device)
+    assert key in str(info.value)
