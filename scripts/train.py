@@ -18,6 +18,7 @@ from omegaconf import DictConfig, OmegaConf
 
 import mgelab.config  # noqa: F401  (registers the resolvers conf/ uses)
 from mgelab.experiment import run_experiment
+from mgelab.tracking.params import flatten
 from mgelab.tracking.provenance import git_commit
 from mgelab.train import seed_everything
 from mgelab.train.device import select_device
@@ -48,6 +49,9 @@ def train(cfg: DictConfig) -> float:
     select_device(cfg.trainer.device)
     logger = instantiate(cfg.logger)
     with logger:
+        # First, so that a run failing while loading data still says what it was.
+        logger.set_tags(run_tags(cfg))
+        logger.log_params(flatten(OmegaConf.to_container(cfg, resolve=True)))
         data = instantiate(cfg.data)
         model = instantiate(
             cfg.model, input_shape=data.input_shape, num_outputs=data.num_outputs, task=data.task
@@ -59,9 +63,7 @@ def train(cfg: DictConfig) -> float:
             trainer=instantiate(cfg.trainer),
             logger=logger,
             run_dir=cfg.paths.run_dir,
-            config=OmegaConf.to_container(cfg, resolve=True),
             config_yaml=OmegaConf.to_yaml(cfg, resolve=True),
-            tags=run_tags(cfg),
         )
     monitored = cfg.trainer.monitor.split("/", 1)[-1]
     print(

@@ -20,7 +20,8 @@ def options(group: str) -> list:
 
 
 def test_every_group_has_options():
-    for group in ("data", "model", "optim", "optim/schedule", "trainer", "logger", "paths", "hydra", "experiment"):
+    groups = ("data", "model", "optim", "optim/schedule", "trainer", "logger", "paths", "hydra", "experiment")
+    for group in groups:
         assert options(group), f"conf/{group} has no options"
 
 
@@ -94,7 +95,7 @@ def test_experiments_resolve_and_instantiate(compose_cfg, name):
     for group in ("data", "optim", "trainer"):
         assert instantiate(cfg[group]) is not None
     header = (CONF / "experiment" / f"{name}.yaml").read_text().splitlines()[0]
-    assert header.startswith("# python scripts/train.py"), f"experiment/{name}.yaml must open with its command"
+    assert header.startswith("# python scripts/train.py"), f"{name}.yaml must open with its command"
 
 
 @pytest.mark.parametrize(

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from recording_logger import RecordingLogger
 
 from mgelab.data.synthetic import SyntheticImages
 from mgelab.models import create_model
 from mgelab.train import OptimizerFactory, Trainer, seed_everything
 from mgelab.train.checkpoint import load_checkpoint
+from recording_logger import RecordingLogger
 
 
 def small_data(**kwargs) -> SyntheticImages:
@@ -21,7 +21,8 @@ def fit(tmp_path, model_name="mlp", epochs=3, lr=0.05, **trainer_kwargs):
     data = small_data()
     model = create_model(model_name, input_shape=data.input_shape, num_outputs=data.num_outputs)
     logger = RecordingLogger()
-    trainer = Trainer(max_epochs=epochs, progress_bar=False, checkpoint_dir=str(tmp_path / "ckpt"), **trainer_kwargs)
+    checkpoints = str(tmp_path / "ckpt")
+    trainer = Trainer(max_epochs=epochs, progress_bar=False, checkpoint_dir=checkpoints, **trainer_kwargs)
     result = trainer.fit(model, data, OptimizerFactory(name="sgd", lr=lr), logger)
     return result, logger, model, data
 

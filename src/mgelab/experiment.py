@@ -4,12 +4,11 @@ needs no Hydra, so tests and notebooks can call it directly."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Mapping, Optional
+from typing import Optional
 
 import megengine as mge
 
 from mgelab.report.plots import plot_confusion_matrix, plot_learning_curves
-from mgelab.tracking.params import flatten
 from mgelab.train.trainer import FitResult, Trainer
 
 
@@ -25,18 +24,14 @@ def run_experiment(
     trainer: Trainer,
     logger,
     run_dir: Path,
-    config: Optional[Mapping[str, Any]] = None,
     config_yaml: Optional[str] = None,
-    tags: Optional[Mapping[str, Any]] = None,
 ) -> FitResult:
-    """Fit, test, draw and log. The caller owns ``logger`` (and closes it)."""
+    """Fit, test, draw and log. The caller owns ``logger`` (opens, tags and closes it)."""
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    if config is not None:
-        logger.log_params(flatten(config))
     logger.log_params({f"data_info.{k}": v for k, v in data.describe().items()})
     logger.log_params({"model_info.num_parameters": count_parameters(model)})
-    logger.set_tags({"megengine_version": mge.__version__, "model_class": type(model).__name__, **(tags or {})})
+    logger.set_tags({"megengine_version": mge.__version__, "model_class": type(model).__name__})
     if config_yaml is not None:
         config_file = run_dir / "config.yaml"
         config_file.write_text(config_yaml)

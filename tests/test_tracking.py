@@ -1,0 +1,89 @@
+"""MLflow round trip into a temporary SQLite store."""
+
+from __future__ import annotations
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+from mgelab.tracking.base import NullLogger
+from mgelab.tracking.mlflow_logger import MLflowLogger, prepare_store
+from mgelab.tracking.params import MAX_VALUE_LENGTH, flatten
+
+
+@pytest.fixture
+def store(tmp_path):
+    return f"sqlite:///{tmp_path / 'mlflow.db'}", str(tmp_path / "artifacts")
+
+
+def test_round_trip_params_metrics_artifacts_tags(store, tmp_path):
+    uri, artifacts = store
+    note = tmp_path / "note.txt"
+    note.write_text("hello")
+    logger = MLflowLogger(uri, "exp", run_name="r1", artifact_location=artifacts, tags={"data": "x"})
+    with logger:
+        logger.log_params({"optim.lr": 0.1, "model.hidden_sizes": [256, 128], "long": "v" * 10_000})
+        for step in (1, 2, 3):
+            logger.log_metrics({"val/acc": step / 10}, step=step)
+        logger.log_artifact(note, "notes")
+        logger.set_tags({"model": "mlp"})
+        run_id = logger.run_id
+    client = MlflowClient(uri)
+    run = client.get_run(run_id)
+    assert run.info.status == "FINISHED" and run.info.run_name == "r1"
+    assert run.data.params["optim.lr"] == "0.1"
+    assert run.data.params["model.hidden_sizes"] == "[256, 128]"
+    long_value = run.data.params["long"]
+    assert len(long_value) == MAX_VALUE_LENGTH and long_value.endswith("[truncated]")
+    assert [(m.step, m.value) for m in client.get_metric_history(run_id, "val/acc")] == [
+        (1, 0.1), (2, 0.2), (3, 0.3)
+    ]
+    assert [a.path for a in client.list_artifacts(run_id, "notes")] == ["notes/note.txt"]
+    assert run.data.tags["data"] == "x" and run.data.tags["model"] == "mlp"
+    # Artifacts land under the configured location, not in the working directory.
+    assert (tmp_path / "artifacts" / "exp").is_dir()
+
+
+def test_more_params_than_one_batch_holds(store):
+    uri, artifacts = store
+    with MLflowLogger(uri, "exp", artifact_location=artifacts) as logger:
+        logger.log_params({f"p{i}": i for i in range(250)})
+        run_id = logger.run_id
+    assert len(MlflowClient(uri).get_run(run_id).data.params) == 250
+
+
+def test_exception_marks_run_failed(store):
+    uri, artifacts = store
+    with pytest.raises(RuntimeError):
+        with MLflowLogger(uri, "exp", artifact_location=artifacts) as logger:
+            run_id = logger.run_id
+            raise RuntimeError("boom")
+    assert MlflowClient(uri).get_run(run_id).info.status == "FAILED"
+
+
+def test_keyboard_interrupt_marks_run_killed(store):
+    uri, artifacts = store
+    with pytest.raises(KeyboardInterrupt):
+        with MLflowLogger(uri, "exp", artifact_location=artifacts) as logger:
+            run_id = logger.run_id
+            raise KeyboardInterrupt
+    assert MlflowClient(uri).get_run(run_id).info.status == "KILLED"
+
+
+def test_prepare_store_is_idempotent_and_runs_share_the_experiment(store):
+    uri, artifacts = store
+    first = prepare_store(uri, "shared", artifacts)
+    assert prepare_store(uri, "shared", artifacts) == first
+    with MLflowLogger(uri, "shared", artifact_location=artifacts) as a, MLflowLogger(uri, "shared") as b:
+        assert a.experiment_id == b.experiment_id == first
+
+
+def test_flatten_nested_config():
+    assert flatten({"a": {"b": 1, "c": {"d": [1, 2]}}, "e": {}}) == {"a.b": 1, "a.c.d": [1, 2], "e": {}}
+
+
+def test_null_logger_accepts_everything():
+    with NullLogger() as logger:
+        logger.log_params({"a": 1})
+        logger.log_metrics({"m": 1.0}, step=1)
+        logger.set_tags({"t": "x"})
+        assert logger.run_id is None
