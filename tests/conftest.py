@@ -14,6 +14,9 @@ from omegaconf import DictConfig, open_dict
 
 import mgelab.config  # noqa: F401  (registers the resolvers conf/ uses)
 
+# The loopback HTTP server fixture and tiny-dataset writers live beside the data tests.
+pytest_plugins = ["data_fixtures"]
+
 ROOT = Path(__file__).resolve().parents[1]
 CONF_DIR = ROOT / "conf"
 

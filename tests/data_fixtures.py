@@ -1,7 +1,7 @@
-"""Helpers for the data-fetching tests: a loopback HTTP server and tiny IDX files.
+"""Helpers for the data tests: a loopback HTTP server and tiny IDX files.
 
-Imported explicitly by the test modules that need them (not a conftest), so
-the fixtures are visible where they are used.
+conftest.py loads this module as a plugin (so ``http_server`` is a fixture everywhere);
+test modules import the helper functions from it directly.
 """
 
 from __future__ import annotations

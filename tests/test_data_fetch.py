@@ -12,33 +12,19 @@ from typing import Dict
 import numpy as np
 import pytest
 
+from data_fixtures import (
+    NAMES,
+    closed_port_url,
+    gz_bytes,
+    idx_bytes,
+    md5_of,
+    payload_sha_of,
+    write_tiny_dataset,
+)
 from mgelab.data.errors import DataError
 from mgelab.data.fashion_mnist_files import DEBIAN_DIR, load_fashion_mnist, load_idx_pair
 from mgelab.data.fetch import RemoteFile, fetch_files, payload_sha256
 from mgelab.data.idx import read_idx, write_idx
-
-try:  # tests/ may or may not be a package, depending on how pytest imports it
-    from .data_fixtures import (  # noqa: F401 (http_server is a fixture)
-        NAMES,
-        closed_port_url,
-        gz_bytes,
-        http_server,
-        idx_bytes,
-        md5_of,
-        payload_sha_of,
-        write_tiny_dataset,
-    )
-except ImportError:
-    from data_fixtures import (  # noqa: F401 (http_server is a fixture)
-        NAMES,
-        closed_port_url,
-        gz_bytes,
-        http_server,
-        idx_bytes,
-        md5_of,
-        payload_sha_of,
-        write_tiny_dataset,
-    )
 
 
 def load(cache: Path, files, **options) -> Dict[str, tuple]:
