@@ -94,8 +94,11 @@ def test_experiments_resolve_and_instantiate(compose_cfg, name):
     OmegaConf.to_container(cfg, resolve=True)  # every interpolation resolves
     for group in ("data", "optim", "trainer"):
         assert instantiate(cfg[group]) is not None
-    header = (CONF / "experiment" / f"{name}.yaml").read_text().splitlines()[0]
-    assert header.startswith("# python scripts/train.py"), f"{name}.yaml must open with its command"
+    # Hydra reads "# @package" only as the very first line; the command comes right after.
+    package, command, expected = (CONF / "experiment" / f"{name}.yaml").read_text().splitlines()[:3]
+    assert package == "# @package _global_"
+    assert command.startswith(f"# python scripts/train.py experiment={name}"), f"{name}.yaml: command first"
+    assert expected.startswith("# Expected:"), f"{name}.yaml: expected result and time second"
 
 
 @pytest.mark.parametrize(

@@ -39,7 +39,7 @@ def test_single_run_is_fully_tracked(tmp_path):
     run = runs[0]
     assert run.info.status == "FINISHED"
     params, tags = run.data.params, run.data.tags
-    assert params["optim.lr"] == "0.1" and params["model.name"] == "mlp" and params["seed"] == "42"
+    assert params["optim.lr"] == "0.05" and params["model.name"] == "mlp" and params["seed"] == "42"
     assert int(params["model_info.num_parameters"]) > 0
     for key in ("data", "model", "optim", "experiment", "git_commit", "megengine_version"):
         assert key in tags, key
