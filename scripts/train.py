@@ -4,7 +4,7 @@
     python scripts/train.py model=cnn trainer.max_epochs=2
     python scripts/train.py -m model=linear,mlp,cnn data=fashion_mnist
 
-Returns the best validation value of ``trainer.monitor`` (for sweepers).
+Returns the best validation value of the monitored metric (``trainer.monitor``), for sweepers.
 """
 
 from __future__ import annotations
@@ -56,16 +56,17 @@ def train(cfg: DictConfig) -> float:
         model = instantiate(
             cfg.model, input_shape=data.input_shape, num_outputs=data.num_outputs, task=data.task
         )
+        trainer = instantiate(cfg.trainer)
         result = run_experiment(
             model=model,
             data=data,
             optimizer_factory=instantiate(cfg.optim),
-            trainer=instantiate(cfg.trainer),
+            trainer=trainer,
             logger=logger,
             run_dir=cfg.paths.run_dir,
             config_yaml=OmegaConf.to_yaml(cfg, resolve=True),
         )
-    monitored = cfg.trainer.monitor.split("/", 1)[-1]
+    monitored = trainer.monitored(data.task)[0].split("/", 1)[-1]
     print(
         f"best epoch {result.best_epoch}: val {result.best_val} | test {result.test} | "
         f"{result.wall_time_s:.1f} s, {result.train_samples_per_s:.0f} train samples/s"

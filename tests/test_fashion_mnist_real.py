@@ -4,9 +4,9 @@ accuracies the README promises. `make test-slow` runs them; .ci/run installs the
 from __future__ import annotations
 
 import pytest
-from test_train_script import run_script, runs_of
 
 from mgelab.data.fashion_mnist_files import DEBIAN_DIR
+from test_train_script import run_script, runs_of
 
 pytestmark = [
     pytest.mark.slow,
@@ -28,14 +28,12 @@ def test_default_epochs_reach_the_promised_accuracy(tmp_path, model, floor):
     epochs = int(run.data.params["trainer.max_epochs"])
     assert len(client.get_metric_history(run.info.run_id, "val/acc")) == epochs
     # The checkpoint and both plots made it into the store.
-    paths = {a.path for folder in ("checkpoints", "plots") for a in client.list_artifacts(run.info.run_id, folder)}
+    paths = {a.path for d in ("checkpoints", "plots") for a in client.list_artifacts(run.info.run_id, d)}
     assert {"checkpoints/best.npz", "plots/learning_curves.png", "plots/confusion_matrix.png"} <= paths
 
 
 def test_cnn_runs_a_few_real_batches(tmp_path):
     # Convolutions are slow on MegEngine's CPU path: a smoke run, not an accuracy check.
-    _, run = train_and_read(
-        tmp_path, "model=cnn", "trainer.max_epochs=1", "trainer.limit_train_batches=20", "data.eval_batch_size=2000"
-    )
+    _, run = train_and_read(tmp_path, "model=cnn", "trainer.max_epochs=1", "trainer.limit_train_batches=20")
     assert 0.0 <= run.data.metrics["test/acc"] <= 1.0
     assert run.data.metrics["train/loss"] < 2.3  # below chance-level cross entropy, ln(10)

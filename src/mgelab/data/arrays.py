@@ -13,6 +13,10 @@ import numpy as np
 
 Batch = Tuple[np.ndarray, np.ndarray]
 SPLITS = ("train", "val", "test")
+# per_channel: one mean/std per image channel, or per feature for (N, D) inputs.
+# scalar: one mean/std over everything (the tutorial's choice). none: only uint8 -> [0, 1].
+NORMALIZATIONS = ("per_channel", "scalar", "none")
+TASKS = ("classification", "regression")
 
 
 @dataclass
@@ -51,7 +55,8 @@ class ArrayDataModule:
     """Batches from in-memory splits; subclasses only have to provide ``load_splits``.
 
     Splits are loaded lazily on first use, so composing and instantiating a config
-    never touches the network or the disk.
+    never touches the network or the disk. ``task`` is "classification" (int32 class
+    targets) or "regression" (float32 targets of shape (N, K)).
     """
 
     task = "classification"
@@ -66,9 +71,13 @@ class ArrayDataModule:
         mean: Optional[Sequence[float]] = None,
         std: Optional[Sequence[float]] = None,
         class_names: Optional[Sequence[str]] = None,
+        normalization: str = "per_channel",
     ) -> None:
         if batch_size <= 0 or eval_batch_size <= 0:
             raise ValueError(f"data.batch_size must be positive, got {batch_size}/{eval_batch_size}")
+        if normalization not in NORMALIZATIONS:
+            raise ValueError(f"data.normalization={normalization!r} is unknown; choose from {NORMALIZATIONS}")
+        self.normalization = normalization
         self.name = name
         self.batch_size = int(batch_size)
         self.eval_batch_size = int(eval_batch_size)
@@ -101,14 +110,18 @@ class ArrayDataModule:
 
     @property
     def num_classes(self) -> int:
-        targets = self.splits["train"].targets
+        if self.task != "classification":
+            raise AttributeError(f"{self.name} is a {self.task} dataset: it has outputs, not classes")
         if self._class_names is not None:
             return len(self._class_names)
-        return int(targets.max()) + 1
+        return int(self.splits["train"].targets.max()) + 1
 
     @property
     def num_outputs(self) -> int:
         """Classes for classification, target dimension for regression."""
+        if self.task == "regression":
+            targets = self.splits["train"].targets
+            return 1 if targets.ndim == 1 else int(targets.shape[1])
         return self.num_classes
 
     @property
@@ -152,14 +165,18 @@ class ArrayDataModule:
     def _fit_normalisation(self, train: Split) -> None:
         """Per-channel statistics from the training split unless given in the config."""
         channel_axes = (0,) + tuple(range(2, train.inputs.ndim))
+        if self.normalization == "scalar":
+            channel_axes = None
         scale = 255.0 if train.inputs.dtype == np.uint8 else 1.0
-        if self._mean is None or self._std is None:
+        if self.normalization == "none":
+            mean, std = np.zeros(1), np.ones(1)
+        elif self._mean is None or self._std is None:
             # float64 accumulation: a float32 sum over 50M pixels drifts.
             data = train.inputs.astype(np.float64) / scale
             mean, std = data.mean(axis=channel_axes), data.std(axis=channel_axes)
         else:
             mean, std = np.asarray(self._mean, np.float64), np.asarray(self._std, np.float64)
-        shape = (1, -1) + (1,) * (train.inputs.ndim - 2)
+        shape = (1, -1) + (1,) * (train.inputs.ndim - 2) if np.size(mean) > 1 else (1,) * train.inputs.ndim
         std = np.where(std > 0, std, 1.0)
         # Fold the uint8 scale into the affine map: x * a + b, one fused pass per batch.
         self._scale = (1.0 / (scale * std)).reshape(shape).astype(np.float32)

@@ -36,3 +36,31 @@ def classification_metrics(logits: np.ndarray, targets: np.ndarray) -> Dict[str,
     if logits.shape[1] > 5:
         metrics["top5"] = top_k_accuracy(logits, targets, 5)
     return metrics
+
+
+def per_class_accuracy(confusion: np.ndarray) -> np.ndarray:
+    """Recall of each true class; NaN for a class absent from the split."""
+    totals = confusion.sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(totals > 0, np.diag(confusion) / totals, np.nan)
+
+
+def regression_metrics(predictions: np.ndarray, targets: np.ndarray) -> Dict[str, float]:
+    """MSE (the training loss), MAE, RMSE and R^2 over the whole split, in float64."""
+    pred = predictions.astype(np.float64).reshape(targets.shape)
+    true = targets.astype(np.float64)
+    errors = pred - true
+    mse = float(np.mean(errors**2))
+    total = float(np.sum((true - true.mean(axis=0)) ** 2))
+    return {
+        "loss": mse,
+        "mae": float(np.mean(np.abs(errors))),
+        "rmse": float(np.sqrt(mse)),
+        "r2": 1.0 - float(np.sum(errors**2)) / total if total > 0 else float("nan"),
+    }
+
+
+def task_metrics(task: str, outputs: np.ndarray, targets: np.ndarray) -> Dict[str, float]:
+    if task == "classification":
+        return classification_metrics(outputs, targets)
+    return regression_metrics(outputs, targets)

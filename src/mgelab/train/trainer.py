@@ -7,14 +7,14 @@ import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Optional, Union
+from typing import Any, Dict, Iterator, List, Optional, Tuple, Union
 
 import megengine.module as M
 import numpy as np
 from tqdm import tqdm
 
 from mgelab.train.checkpoint import load_checkpoint, save_checkpoint
-from mgelab.train.metrics import classification_metrics, confusion_matrix
+from mgelab.train.metrics import confusion_matrix, per_class_accuracy, task_metrics
 from mgelab.train.optim import OptimizerFactory, set_lr
 from mgelab.train.steps import make_train_step, predict
 
@@ -40,8 +40,8 @@ class Trainer:
         limit_train_batches: Union[int, float, None] = None,
         log_every_n_steps: int = 50,
         checkpoint_dir: str = "checkpoints",
-        monitor: str = "val/acc",
-        monitor_mode: str = "max",
+        monitor: str = "auto",
+        monitor_mode: str = "auto",
         progress_bar: bool = True,
         device: str = "cpu",
     ) -> None:
@@ -49,8 +49,8 @@ class Trainer:
             raise ValueError(f"trainer.max_epochs={max_epochs} must be >= 1")
         if log_every_n_steps < 1:
             raise ValueError(f"trainer.log_every_n_steps={log_every_n_steps} must be >= 1")
-        if monitor_mode not in ("max", "min"):
-            raise ValueError(f"trainer.monitor_mode={monitor_mode!r} must be 'max' or 'min'")
+        if monitor_mode not in ("max", "min", "auto"):
+            raise ValueError(f"trainer.monitor_mode={monitor_mode!r} must be 'max', 'min' or 'auto'")
         self.max_epochs = int(max_epochs)
         self.limit_train_batches = limit_train_batches
         self.log_every_n_steps = int(log_every_n_steps)
@@ -114,7 +114,7 @@ class Trainer:
 
             state = {"epoch": epoch, "global_step": global_step, "val": val_metrics}
             save_checkpoint(last_path, model.state_dict(), state)
-            score = self._score(row)
+            score = self._score(row, data.task)
             if score > best_score:
                 best_score, best_epoch, best_val = score, epoch, val_metrics
                 save_checkpoint(best_path, model.state_dict(), state)
@@ -140,6 +140,14 @@ class Trainer:
         outputs = predict(model, data.eval_batches(split))
         return self._metrics(data.task, outputs, data.targets(split))
 
+    def monitored(self, task: str) -> Tuple[str, str]:
+        """(metric, mode) chosen for the best checkpoint; ``auto`` picks by task."""
+        default = ("val/acc", "max") if task == "classification" else ("val/loss", "min")
+        metric = default[0] if self.monitor == "auto" else self.monitor
+        if self.monitor_mode != "auto":
+            return metric, self.monitor_mode
+        return metric, "min" if metric.endswith(("loss", "mae", "rmse")) else "max"
+
     # --- pieces -------------------------------------------------------------------------------
     def _test(self, model: M.Module, data):
         outputs = predict(model, data.eval_batches("test"))
@@ -148,14 +156,13 @@ class Trainer:
         confusion = None
         if data.task == "classification":
             confusion = confusion_matrix(outputs.argmax(axis=1), targets, data.num_classes)
+            for index, value in enumerate(per_class_accuracy(confusion)):
+                metrics[f"acc_class_{index}"] = float(value)
         return metrics, confusion
 
     @staticmethod
     def _metrics(task: str, outputs: np.ndarray, targets: np.ndarray) -> Dict[str, float]:
-        if task == "classification":
-            return classification_metrics(outputs, targets)
-        errors = outputs.reshape(targets.shape) - targets
-        return {"loss": float(np.mean(errors**2)), "mae": float(np.mean(np.abs(errors)))}
+        return task_metrics(task, outputs, targets)
 
     def _train_metrics(self, task, losses, outputs, targets) -> Dict[str, float]:
         """Running loss as the optimiser saw it (weights changing during the epoch)."""
@@ -165,11 +172,11 @@ class Trainer:
             metrics["acc"] = float((np.concatenate(outputs).argmax(axis=1) == target_all).mean())
         return metrics
 
-    def _score(self, row: Dict[str, float]) -> float:
-        if self.monitor not in row:
-            raise KeyError(f"trainer.monitor={self.monitor!r} is not a logged metric; have {sorted(row)}")
-        value = row[self.monitor]
-        return value if self.monitor_mode == "max" else -value
+    def _score(self, row: Dict[str, float], task: str) -> float:
+        metric, mode = self.monitored(task)
+        if metric not in row:
+            raise KeyError(f"trainer.monitor={metric!r} is not a logged metric; have {sorted(row)}")
+        return row[metric] if mode == "max" else -row[metric]
 
     def _batches_per_epoch(self, available: int) -> int:
         limit = self.limit_train_batches
