@@ -12,12 +12,14 @@ TRACKING_URI ?= sqlite:///$(CURDIR)/outputs/mlflow.db
 
 setup: $(STAMP)
 
-# Re-installs only when the package definition or the pinned versions change.
-$(STAMP): pyproject.toml constraints.txt scripts/find_python.sh
+# The venv is made once; the install re-runs only when the package definition or the pins change.
+$(PY):
 	@py=$$(scripts/find_python.sh) || exit 1; \
 	echo "Creating $(VENV) with $$py"; \
-	rm -rf $(VENV) && "$$py" -m venv $(VENV)
+	"$$py" -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade "pip>=23.1"
+
+$(STAMP): $(PY) pyproject.toml constraints.txt
 	$(PY) -m pip install --quiet -c constraints.txt -e '.[dev]'
 	@touch $(STAMP)
 
