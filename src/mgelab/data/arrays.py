@@ -138,9 +138,16 @@ class ArrayDataModule:
         """Shuffled training batches; the order depends only on (seed, epoch)."""
         split = self.splits["train"]
         order = np.random.default_rng((self.seed, epoch)).permutation(len(split))
+        # A separate stream for augmentation, so turning it on does not change the data order.
+        augment_rng = np.random.default_rng((self.seed, epoch, 1))
         for start in range(0, len(order), self.batch_size):
             idx = order[start : start + self.batch_size]
-            yield self._prepare(split.inputs[idx]), split.targets[idx]
+            inputs = self.augment(split.inputs[idx], augment_rng)
+            yield self._prepare(inputs), split.targets[idx]
+
+    def augment(self, inputs: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """Training-time augmentation of a raw (uint8) batch; none by default."""
+        return inputs
 
     def eval_batches(self, split_name: str) -> Iterator[Batch]:
         """Batches in storage order, so predictions line up with ``targets(split)``."""
