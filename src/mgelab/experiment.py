@@ -4,16 +4,31 @@ needs no Hydra, so tests and notebooks can call it directly."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import Dict, Optional
 
 import megengine as mge
 
 from mgelab.report.plots import plot_confusion_matrix, plot_learning_curves
+from mgelab.train.baseline import least_squares_baseline
 from mgelab.train.trainer import FitResult, Trainer
+
+# A model this small (chapter 1's line: w and b) has its values logged as metrics.
+MAX_LOGGED_PARAMETER_VALUES = 16
 
 
 def count_parameters(model) -> int:
     return int(sum(p.size for p in model.parameters()))
+
+
+def small_parameter_values(model) -> Dict[str, float]:
+    """``model/<name>_<i>`` for every parameter value, if the model has only a handful."""
+    if count_parameters(model) > MAX_LOGGED_PARAMETER_VALUES:
+        return {}
+    return {
+        f"model/{name}_{i}": float(v)
+        for name, param in model.named_parameters()
+        for i, v in enumerate(param.numpy().ravel())
+    }
 
 
 def run_experiment(
@@ -45,6 +60,9 @@ def run_experiment(
         "wall_time_s": result.wall_time_s,
         "train_samples_per_s": result.train_samples_per_s,
     })
+    summary.update(small_parameter_values(model))
+    if data.task == "regression":
+        summary.update(least_squares_baseline(data))
     logger.log_metrics(summary, step=result.best_epoch)
     plots = run_dir / "plots"
     logger.log_artifact(plot_learning_curves(result.history, plots / "learning_curves.png"), "plots")

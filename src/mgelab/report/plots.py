@@ -13,9 +13,10 @@ import numpy as np  # noqa: E402
 
 
 def plot_learning_curves(history: List[Dict[str, float]], path: Path) -> Path:
-    """Loss and, where present, accuracy per epoch for train and val."""
+    """Loss and accuracy (classification) or R^2 (regression) per epoch, train and val."""
     epochs = [row["epoch"] for row in history]
-    panels = [("loss", "loss")] + ([("acc", "accuracy")] if "val/acc" in history[0] else [])
+    second = [(m, label) for m, label in (("acc", "accuracy"), ("r2", "R^2")) if f"val/{m}" in history[0]]
+    panels = [("loss", "loss")] + second[:1]
     fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 3.6), squeeze=False)
     for ax, (metric, label) in zip(axes[0], panels):
         for split in ("train", "val"):
