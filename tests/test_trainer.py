@@ -16,9 +16,9 @@ def small_data(**kwargs) -> SyntheticImages:
     return SyntheticImages(noise=90.0, batch_size=32, val_size=64, seed=3, **kwargs)
 
 
-def fit(tmp_path, model_name="mlp", epochs=3, lr=0.05, **trainer_kwargs):
+def fit(tmp_path, model_name="mlp", epochs=3, lr=0.05, data_kwargs=None, **trainer_kwargs):
     seed_everything(0)
-    data = small_data()
+    data = small_data(**(data_kwargs or {}))
     model = create_model(model_name, input_shape=data.input_shape, num_outputs=data.num_outputs)
     logger = RecordingLogger()
     checkpoints = str(tmp_path / "ckpt")
@@ -87,3 +87,11 @@ def test_bad_trainer_settings_name_the_key():
         Trainer(max_epochs=0)
     with pytest.raises(ValueError, match="trainer.limit_train_batches"):
         Trainer(limit_train_batches=-2)._batches_per_epoch(10)
+
+
+def test_limit_eval_batches_scores_only_the_first_batches(tmp_path):
+    result, _, model, data = fit(tmp_path, epochs=1, limit_eval_batches=1, data_kwargs={"eval_batch_size": 50})
+    assert data.split_size("test") > 50 and result.confusion.sum() == 50
+    assert Trainer(progress_bar=False, limit_eval_batches=1).evaluate(model, data, "val")["acc"] == pytest.approx(
+        result.history[0]["val/acc"]
+    )

@@ -7,9 +7,11 @@ Hydra reaches it through ``_target_: mgelab.models.create_model``; the tests wal
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Dict, List, Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import megengine.module as M
+
+InputCheck = Callable[[Tuple[int, ...]], Optional[str]]
 
 
 @dataclass(frozen=True)
@@ -21,6 +23,9 @@ class ModelSpec:
     input_ranks: Tuple[int, ...]
     # A shape that tests can feed and on which a fit is cheap.
     example_input_shape: Tuple[int, ...]
+    # Model-specific shape rule beyond the rank (e.g. LeNet's fixed 32x32): given one
+    # sample's shape, returns None when it fits, otherwise why not.
+    input_check: Optional[InputCheck] = None
 
 
 _REGISTRY: Dict[str, ModelSpec] = {}
@@ -32,11 +37,14 @@ def register_model(
     tasks: Sequence[str] = ("classification",),
     input_ranks: Sequence[int] = (1, 3),
     example_input_shape: Sequence[int] = (1, 8, 8),
+    input_check: Optional[InputCheck] = None,
 ) -> Callable[[Callable[..., M.Module]], Callable[..., M.Module]]:
     def add(build: Callable[..., M.Module]) -> Callable[..., M.Module]:
         if name in _REGISTRY:
             raise ValueError(f"model {name!r} is registered twice")
-        _REGISTRY[name] = ModelSpec(name, build, tuple(tasks), tuple(input_ranks), tuple(example_input_shape))
+        _REGISTRY[name] = ModelSpec(
+            name, build, tuple(tasks), tuple(input_ranks), tuple(example_input_shape), input_check
+        )
         return build
 
     return add
@@ -50,6 +58,22 @@ def model_spec(name: str) -> ModelSpec:
     if name not in _REGISTRY:
         raise KeyError(f"model.name={name!r} is not registered; choose one of {list_models()}")
     return _REGISTRY[name]
+
+
+def _problem(spec: ModelSpec, shape: Tuple[int, ...], task: str) -> Optional[str]:
+    """Why ``spec`` cannot take samples of ``shape`` for ``task``, or None when it can."""
+    # The task first: a regression model on class labels is wrong whatever the shape.
+    if task not in spec.tasks:
+        return f"it supports tasks {spec.tasks}, not the data's task {task!r}"
+    if len(shape) not in spec.input_ranks:
+        return f"it takes samples of rank {spec.input_ranks}, not rank {len(shape)}"
+    return spec.input_check(shape) if spec.input_check is not None else None
+
+
+def models_for(input_shape: Sequence[int], task: str = "classification") -> List[str]:
+    """The registered models that accept samples of ``input_shape`` for ``task``."""
+    shape = tuple(int(s) for s in input_shape)
+    return [name for name in list_models() if _problem(_REGISTRY[name], shape, task) is None]
 
 
 def create_model(
@@ -66,13 +90,12 @@ def create_model(
     """
     spec = model_spec(name)
     shape = tuple(int(s) for s in input_shape)
-    if len(shape) not in spec.input_ranks:
+    problem = _problem(spec, shape, task)
+    if problem:
         raise ValueError(
-            f"model {name!r} takes samples of rank {spec.input_ranks} but the data gives shape {shape}; "
-            f"pick a model for this data (models: {list_models()})"
+            f"model {name!r} does not fit the data (sample shape {shape}, task {task!r}): {problem}; "
+            f"models that fit this data: {models_for(shape, task)}"
         )
-    if task not in spec.tasks:
-        raise ValueError(f"model {name!r} supports tasks {spec.tasks}, not the data's task {task!r}")
     model = spec.build(input_shape=shape, num_outputs=int(num_outputs), **kwargs)
     model.registry_name = name
     return model

@@ -38,6 +38,7 @@ class Trainer:
         self,
         max_epochs: int = 10,
         limit_train_batches: Union[int, float, None] = None,
+        limit_eval_batches: Optional[int] = None,
         log_every_n_steps: int = 50,
         checkpoint_dir: str = "checkpoints",
         monitor: str = "auto",
@@ -53,6 +54,9 @@ class Trainer:
             raise ValueError(f"trainer.monitor_mode={monitor_mode!r} must be 'max', 'min' or 'auto'")
         self.max_epochs = int(max_epochs)
         self.limit_train_batches = limit_train_batches
+        if limit_eval_batches is not None and limit_eval_batches < 1:
+            raise ValueError(f"trainer.limit_eval_batches={limit_eval_batches} must be >= 1 or null")
+        self.limit_eval_batches = limit_eval_batches
         self.log_every_n_steps = int(log_every_n_steps)
         self.checkpoint_dir = Path(checkpoint_dir)
         self.monitor = monitor
@@ -137,8 +141,16 @@ class Trainer:
         )
 
     def evaluate(self, model: M.Module, data, split: str) -> Dict[str, float]:
-        outputs = predict(model, data.eval_batches(split))
-        return self._metrics(data.task, outputs, data.targets(split))
+        outputs, targets = self._predict(model, data, split)
+        return self._metrics(data.task, outputs, targets)
+
+    def _predict(self, model: M.Module, data, split: str) -> Tuple[np.ndarray, np.ndarray]:
+        """Outputs and the matching targets; ``limit_eval_batches`` keeps only the first batches."""
+        batches = data.eval_batches(split)
+        if self.limit_eval_batches is not None:
+            batches = (b for _, b in zip(range(self.limit_eval_batches), batches))
+        outputs = predict(model, batches)
+        return outputs, data.targets(split)[: len(outputs)]
 
     def monitored(self, task: str) -> Tuple[str, str]:
         """(metric, mode) chosen for the best checkpoint; ``auto`` picks by task."""
@@ -150,8 +162,7 @@ class Trainer:
 
     # --- pieces -------------------------------------------------------------------------------
     def _test(self, model: M.Module, data):
-        outputs = predict(model, data.eval_batches("test"))
-        targets = data.targets("test")
+        outputs, targets = self._predict(model, data, "test")
         metrics = self._metrics(data.task, outputs, targets)
         confusion = None
         if data.task == "classification":
