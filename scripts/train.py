@@ -67,10 +67,13 @@ def train(cfg: DictConfig) -> float:
             config_yaml=OmegaConf.to_yaml(cfg, resolve=True),
         )
     monitored = trainer.monitored(data.task)[0].split("/", 1)[-1]
+    headline = {k: round(v, 4) for k, v in result.test.items() if not k.startswith("acc_class_")}
     print(
-        f"best epoch {result.best_epoch}: val {result.best_val} | test {result.test} | "
+        f"best epoch {result.best_epoch}: val {monitored} {result.best_val[monitored]:.4f} | test {headline} | "
         f"{result.wall_time_s:.1f} s, {result.train_samples_per_s:.0f} train samples/s"
     )
+    if getattr(logger, "run_id", None):
+        print(f"MLflow: `make ui`, then http://127.0.0.1:5000/#/experiments/{logger.experiment_id}/runs/{logger.run_id}")
     return float(result.best_val[monitored])
 
 

@@ -7,14 +7,13 @@ local copies are used in place, downloads land in cache_dir/<dataset>/<name>.
 
 from __future__ import annotations
 
-import hashlib
 import logging
+import os
 import re
 import warnings
-import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO, Mapping, NamedTuple, Sequence
+from typing import Mapping, NamedTuple, Optional, Sequence
 from urllib.parse import urlparse
 from urllib.request import url2pathname
 
@@ -22,43 +21,34 @@ import pooch
 import requests  # pooch's own HTTP client: its exceptions are what a failed download raises
 
 from mgelab.data.errors import DataError
-from mgelab.data.idx import open_maybe_gzip
+from mgelab.data.hashes import file_md5, file_sha256, payload_sha256
+from mgelab.data.idx import is_gzip
 
+__all__ = ["RemoteFile", "fetch_files", "file_md5", "file_sha256", "mirror_sources", "payload_sha256"]
 log = logging.getLogger(__name__)
+
 
 @dataclass(frozen=True)
 class RemoteFile:
-    """One dataset file. md5: of the exact upstream bytes (checked by pooch on
-    download). payload_sha256: of the decompressed payload for .gz files, of
-    the bytes otherwise, so a mirror that re-compressed the file still verifies."""
+    """One dataset file, saved locally (cache, mirrors) under ``name``.
+
+    md5: of the exact upstream bytes (checked by pooch on download). payload_sha256:
+    of the decompressed payload for gzip files, of the bytes otherwise, so a mirror
+    that re-compressed the file still verifies. sha256: of the exact bytes, for an
+    archive whose publisher gives that (a .tgz is gzip: its payload is the inner tar).
+    remote_name: the last URL segment upstream when it is not ``name`` (figshare
+    serves files by number)."""
 
     name: str
     md5: str | None = None
     payload_sha256: str | None = None
+    sha256: str | None = None
+    remote_name: str | None = None
 
 
-def _hash_stream(stream: BinaryIO, algorithm: str) -> str:
-    digest = hashlib.new(algorithm)
-    for chunk in iter(lambda: stream.read(1 << 20), b""):  # 1 MiB: bounded memory
-        digest.update(chunk)
-    return digest.hexdigest()
-
-
-def file_md5(path: Path | str) -> str:
-    """md5 of the file's bytes as stored."""
-    with open(path, "rb") as raw:
-        return _hash_stream(raw, "md5")
-
-
-def payload_sha256(path: Path | str) -> str:
-    """sha256 of the payload: decompressed for gzip files, else the bytes."""
-    path = Path(path)
-    try:
-        with open_maybe_gzip(path) as stream:
-            return _hash_stream(stream, "sha256")
-    except (EOFError, zlib.error, OSError) as exc:
-        raise DataError(f"{path}: cannot read it to check its hash ({type(exc).__name__}: "
-                        f"{exc}); delete it or replace it with a good copy.") from exc
+def mirror_sources(mirror: Optional[str]) -> list:
+    """The configured mirror first, then the environment's; empty values are dropped."""
+    return [m for m in (mirror, os.environ.get("MGELAB_DATA_MIRROR")) if m]
 
 
 class _Want(NamedTuple):
@@ -66,34 +56,41 @@ class _Want(NamedTuple):
 
     name: str
     md5: str | None
-    sha256: str | None
+    sha256: str | None  # of the payload
+    raw_sha256: str | None = None  # of the bytes
+    remote: str = ""  # upstream's name for it, when not `name`
+
+
+def _lower(value: str | None) -> str | None:
+    return (value or "").strip().lower() or None
 
 
 def _want(file: RemoteFile, overrides: Mapping[str, str]) -> _Want:
-    # An override means "I re-packed this file myself": the upstream md5 can
-    # no longer match, so only the given payload hash counts.
+    remote = file.remote_name or ""
+    # An override means "I re-packed this file myself": the upstream md5 can no
+    # longer match, so only the given hash counts, of the payload or of the bytes
+    # (`sha256sum` of an archive is what people have at hand).
     if file.name in overrides:
-        return _Want(file.name, None, overrides[file.name].strip().lower())
-    md5, sha256 = (file.md5 or "").lower() or None, (file.payload_sha256 or "").lower() or None
-    return _Want(file.name, md5, sha256)
+        pinned = _lower(overrides[file.name])
+        return _Want(file.name, None, pinned, pinned, remote)
+    return _Want(file.name, _lower(file.md5), _lower(file.payload_sha256), _lower(file.sha256), remote)
 
 
 def _mismatch(path: Path, want: _Want) -> str | None:
-    """None if the copy matches either known hash, else why it does not."""
+    """None if the copy matches any known hash, else why it does not."""
     reasons = []
-    if want.md5:
-        got = file_md5(path)
-        if got == want.md5:
-            return None
-        reasons.append(f"md5 is {got}, expected {want.md5}")
-    if want.sha256:
+    checks = (("md5", want.md5, file_md5), ("sha256", want.raw_sha256, file_sha256),
+              ("payload sha256", want.sha256, payload_sha256))
+    for label, expected, digest in checks:
+        if not expected or (label == "payload sha256" and expected == want.raw_sha256 and not is_gzip(path)):
+            continue  # nothing known, or the same bytes as just hashed
         try:
-            got = payload_sha256(path)
+            got = digest(path)
         except DataError:
             return "cannot be decompressed (damaged or truncated)"
-        if got == want.sha256:
+        if got == expected:
             return None
-        reasons.append(f"payload sha256 is {got}, expected {want.sha256}")
+        reasons.append(f"{label} is {got}, expected {expected}")
     return "; ".join(reasons) or None
 
 
@@ -152,7 +149,7 @@ class _Fetcher:
 
     def check(self, path: Path, want: _Want, origin: str) -> str | None:
         """None if this copy is usable (and log where it came from), else why not."""
-        if self.verify and (want.md5 or want.sha256):
+        if self.verify and (want.md5 or want.sha256 or want.raw_sha256):
             reason = _mismatch(path, want)
             if reason:
                 log.warning("%s: rejecting %s copy %s: %s", want.name, origin, path, reason)
@@ -214,7 +211,7 @@ class _Fetcher:
         return None
 
     def from_upstream(self, want: _Want) -> Path | None:
-        url = f"{self.base_url.rstrip('/')}/{want.name}"
+        url = f"{self.base_url.rstrip('/')}/{want.remote or want.name}"
         # pooch checks the md5 itself before moving its temp file into place.
         known = f"md5:{want.md5}" if self.verify and want.md5 else None
         attempts, got = 1 + max(0, self.retries), "(unknown)"
@@ -239,12 +236,14 @@ class _Fetcher:
 
 
 def _hash_error(want: _Want, url: str, attempts: int, known: str | None, got: str) -> DataError:
-    expected = f"md5 {want.md5}" if known else f"payload sha256 {want.sha256}"
+    hashes = [f"sha256 {want.raw_sha256}"] if want.raw_sha256 else []
+    hashes += [f"payload sha256 {want.sha256}"] if want.sha256 and want.sha256 != want.raw_sha256 else []
+    expected = f"md5 {want.md5}" if known else " or ".join(hashes)
     return DataError(
         f"{want.name}: downloaded from {url} {attempts} time(s) but the hash never matched: "
         f"expected {expected}; last attempt: {got}. The upstream file may have changed or a "
         "proxy altered it; nothing was kept in the cache. If you trust this file, pin its hash "
-        f"with data.sha256 ({want.name} -> sha256 of the decompressed payload), "
+        f"with data.sha256 ({want.name} -> sha256 of the file or of its decompressed payload), "
         "or skip checking with data.verify=false."
     )
 

@@ -19,6 +19,8 @@ from mlflow.tracking import MlflowClient
 from mgelab.tracking.base import LoggerContext
 from mgelab.tracking.params import fit_param
 
+# MLflow 3's UI shows an experiment of this kind as a table of training runs (not its GenAI view).
+EXPERIMENT_KIND_TAG = ("mlflow.experimentKind", "custom_model_development")
 # Per-request limits of MLflow's log_batch.
 MAX_PARAMS_PER_BATCH = 100
 MAX_METRICS_PER_BATCH = 1000
@@ -48,7 +50,9 @@ def prepare_store(tracking_uri: str, experiment_name: str, artifact_location: Op
     if artifact_location and urlparse(tracking_uri).scheme in ("sqlite", "file", ""):
         location = Path(artifact_location, experiment_name).resolve().as_uri()
     try:
-        return client.create_experiment(experiment_name, artifact_location=location)
+        return client.create_experiment(
+            experiment_name, artifact_location=location, tags=dict([EXPERIMENT_KIND_TAG])
+        )
     except MlflowException:
         # Another process created it between our look-up and our insert.
         found = client.get_experiment_by_name(experiment_name)
