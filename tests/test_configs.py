@@ -8,6 +8,7 @@ import pytest
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
+from mgelab.models import model_spec
 from mgelab.tracking.base import NullLogger
 from mgelab.train import LRSchedule, OptimizerFactory, Trainer
 
@@ -34,9 +35,19 @@ def test_data_options_instantiate_lazily(compose_cfg, name):
     assert data.name == cfg.data.name
 
 
+def small_data_for(model_config: str) -> list:
+    """Offline data a model accepts: its registry spec says which task and sample shape."""
+    model_name = OmegaConf.load(CONF / "model" / f"{model_config}.yaml").name
+    spec = model_spec(model_name)
+    if "classification" not in spec.tasks:
+        return ["data=synthetic_line"]
+    shape = spec.example_input_shape if len(spec.example_input_shape) == 3 else (1, 8, 8)
+    return SMALL_DATA + [f"data.image_shape=[{','.join(map(str, shape))}]"]
+
+
 @pytest.mark.parametrize("name", options("model"))
 def test_model_options_build_for_data(compose_cfg, name):
-    cfg = compose_cfg(SMALL_DATA + [f"model={name}"])
+    cfg = compose_cfg(small_data_for(name) + [f"model={name}"])
     data = instantiate(cfg.data)
     model = instantiate(cfg.model, input_shape=data.input_shape, num_outputs=data.num_outputs, task=data.task)
     assert model.registry_name == cfg.model.name

@@ -1,20 +1,19 @@
 """Fashion-MNIST's four IDX files: where they live, their hashes, and a loader.
 
-The four-file layout (train images/labels, test images/labels) is the same as
-MNIST's, so `load_four_file_dataset` takes the file list and dataset name and
-another dataset module only has to supply its own constants.
+The four-file layout is MNIST's too: the generic loader lives in idx_datasets
+(re-exported here, where it used to be).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Mapping, Sequence, Tuple
+from typing import Mapping, Sequence
 
-import numpy as np
+from mgelab.data.fetch import RemoteFile
+from mgelab.data.idx_datasets import Arrays, load_four_file_dataset, load_idx_pair
 
-from mgelab.data.errors import DataError
-from mgelab.data.fetch import RemoteFile, fetch_files
-from mgelab.data.idx import read_idx
+__all__ = ["DEBIAN_DIR", "DEBIAN_HINT", "FASHION_MNIST_FILES", "FASHION_MNIST_URL", "Arrays",
+           "load_fashion_mnist", "load_four_file_dataset", "load_idx_pair"]
 
 FASHION_MNIST_URL = "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com"
 DEBIAN_DIR = Path("/usr/share/datasets/fashion-mnist")
@@ -43,67 +42,6 @@ FASHION_MNIST_FILES: tuple[RemoteFile, ...] = (
         payload_sha256="0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34",
     ),
 )
-
-Arrays = Tuple[np.ndarray, np.ndarray]
-
-
-def load_idx_pair(images_path: Path | str, labels_path: Path | str) -> Arrays:
-    """Images (N, H, W) uint8 and labels (N,) int32 from an IDX image/label pair."""
-    images = read_idx(images_path, expected_ndim=3)
-    labels = read_idx(labels_path, expected_ndim=1)
-    if len(images) != len(labels):
-        raise DataError(
-            f"{images_path} holds {len(images)} images but {labels_path} holds {len(labels)} "
-            "labels; the two files come from different releases or one is damaged: "
-            "replace both with a matching pair."
-        )
-    # int32: the class index type the losses and metrics expect.
-    return images, labels.astype(np.int32)
-
-
-def _split_files(files: Sequence[RemoteFile]) -> dict[str, tuple[RemoteFile, RemoteFile]]:
-    if len(files) != 4:
-        raise ValueError(
-            "expected 4 files (train images, train labels, test images, test labels), "
-            f"got {len(files)}: {[f.name for f in files]}"
-        )
-    return {"train": (files[0], files[1]), "test": (files[2], files[3])}
-
-
-def load_four_file_dataset(
-    cache_dir: Path,
-    *,
-    dataset: str,
-    files: Sequence[RemoteFile],
-    base_url: str,
-    mirrors: Sequence[str] = (),
-    system_dirs: Sequence[Path] = (),
-    verify: bool = True,
-    sha256_overrides: Mapping[str, str] | None = None,
-    progressbar: bool = True,
-    hint: str | None = None,
-) -> dict[str, Arrays]:
-    """Fetch an MNIST-style dataset and return {"train": (x, y), "test": (x, y)}.
-
-    files are ordered train images, train labels, test images, test labels.
-    """
-    splits = _split_files(files)
-    paths = fetch_files(
-        files,
-        dataset=dataset,
-        base_url=base_url,
-        cache_dir=Path(cache_dir),
-        mirrors=mirrors,
-        system_dirs=system_dirs,
-        verify=verify,
-        progressbar=progressbar,
-        sha256_overrides=sha256_overrides,
-        hint=hint,
-    )
-    return {
-        split: load_idx_pair(paths[images.name], paths[labels.name])
-        for split, (images, labels) in splits.items()
-    }
 
 
 def load_fashion_mnist(
