@@ -134,3 +134,12 @@ def test_bad_values_name_the_key(compose_cfg, override, key):
 
         select_device(cfg.trainer.device)
     assert key in str(info.value)
+
+
+@pytest.mark.parametrize("group", ["data", "model", "experiment"])
+def test_unknown_group_option_lists_the_valid_ones(compose_cfg, group):
+    with pytest.raises(Exception) as info:
+        compose_cfg([f"{group}=no_such_option"])
+    message = str(info.value)
+    assert "no_such_option" in message
+    assert all(option in message for option in options(group))

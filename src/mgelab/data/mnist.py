@@ -5,7 +5,7 @@ from __future__ import annotations
 from mgelab.data.fetch import RemoteFile
 from mgelab.data.idx_datasets import IdxImageDataModule
 
-# A mirror PyTorch maintains: LeCun's own page has been unreliable for years.
+# The S3 copy torchvision also uses: the original page (yann.lecun.com) has refused downloads at times.
 MNIST_URL = "https://ossci-datasets.s3.amazonaws.com/mnist"
 
 # Order matters: train images, train labels, test images, test labels. Only the
