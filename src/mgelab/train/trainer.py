@@ -7,7 +7,7 @@ import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Optional, Tuple, Union
+from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple, Union
 
 import megengine.module as M
 import numpy as np
@@ -31,6 +31,22 @@ class FitResult:
     wall_time_s: float = 0.0
     train_samples_per_s: float = 0.0
     extras: Dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class _FitState:
+    """What one ``fit`` works with and accumulates across epochs."""
+
+    optimizer_factory: OptimizerFactory
+    optimizer: Any
+    step_fn: Callable
+    global_step: int = 0
+    train_seconds: float = 0.0
+    train_samples: int = 0
+    best_score: float = -math.inf
+    best_epoch: int = 0
+    best_val: Dict[str, float] = field(default_factory=dict)
+    history: List[Dict[str, float]] = field(default_factory=list)
 
 
 class Trainer:
@@ -68,77 +84,40 @@ class Trainer:
     # --- public -----------------------------------------------------------------------------
     def fit(self, model: M.Module, data, optimizer_factory: OptimizerFactory, logger) -> FitResult:
         optimizer = optimizer_factory(model.parameters())
-        step_fn = make_train_step(model, optimizer, data.task)
-        batches_per_epoch = self._batches_per_epoch(data.num_train_batches())
-        history: List[Dict[str, float]] = []
-        best_score, best_epoch, best_val = -math.inf, 0, {}
-        best_path, last_path = self.checkpoint_dir / "best.npz", self.checkpoint_dir / "last.npz"
-        global_step, train_seconds, train_samples = 0, 0.0, 0
+        state = _FitState(optimizer_factory, optimizer, make_train_step(model, optimizer, data.task))
         started = time.perf_counter()
-
         for epoch in range(1, self.max_epochs + 1):
-            model.train()
-            epoch_start = time.perf_counter()
-            losses, outputs, targets = [], [], []
-            bar = self._progress(data.train_batches(epoch), batches_per_epoch, epoch)
-            for batch_index, (x, y) in enumerate(bar):
-                progress = epoch - 1 + batch_index / batches_per_epoch
-                lr = optimizer_factory.lr * optimizer_factory.schedule.factor(progress, self.max_epochs)
-                set_lr(optimizer, lr)
-                loss, out = step_fn(x, y)
-                global_step += 1
-                if not math.isfinite(loss):
-                    raise FloatingPointError(
-                        f"loss became {loss} at step {global_step} (epoch {epoch}, lr {lr:.3g}); "
-                        "try a smaller optim.lr, a warm-up (optim.schedule.warmup_epochs) or check the data"
-                    )
-                losses.append(loss * len(y))
-                outputs.append(out)
-                targets.append(y)
-                if global_step % self.log_every_n_steps == 0:
-                    logger.log_metrics({"step/train_loss": loss, "step/lr": lr}, step=global_step)
-                self._show(bar, loss, sum(len(t) for t in targets), epoch_start)
-            seconds = time.perf_counter() - epoch_start
-            train_seconds += seconds
-            seen = sum(len(t) for t in targets)
-            train_samples += seen
-
-            train_metrics = self._train_metrics(data.task, losses, outputs, targets)
+            row = self._train_epoch(epoch, model, data, logger, state)
             val_metrics = self.evaluate(model, data, "val")
-            row = {
-                "epoch": float(epoch),
-                **{f"train/{k}": v for k, v in train_metrics.items()},
-                **{f"val/{k}": v for k, v in val_metrics.items()},
-                "lr": lr,
-                "train/samples_per_s": seen / max(seconds, 1e-9),
-                "train/epoch_seconds": seconds,
-            }
-            history.append(row)
+            row.update({f"val/{k}": v for k, v in val_metrics.items()})
+            state.history.append(row)
             logger.log_metrics(row, step=epoch)
-
-            state = {"epoch": epoch, "global_step": global_step, "val": val_metrics}
-            save_checkpoint(last_path, model.state_dict(), state)
-            score = self._score(row, data.task)
-            if score > best_score:
-                best_score, best_epoch, best_val = score, epoch, val_metrics
-                save_checkpoint(best_path, model.state_dict(), state)
+            self._save_checkpoints(model, epoch, row, val_metrics, data.task, state)
 
         # Test once, on the weights that did best on validation.
-        weights, _ = load_checkpoint(best_path)
+        weights, _ = load_checkpoint(self.best_path)
         model.load_state_dict(weights)
         test_metrics, confusion = self._test(model, data)
-        logger.log_metrics({f"test/{k}": v for k, v in test_metrics.items()}, step=best_epoch)
+        logger.log_metrics({f"test/{k}": v for k, v in test_metrics.items()}, step=state.best_epoch)
         return FitResult(
-            best_epoch=best_epoch,
-            best_val=best_val,
+            best_epoch=state.best_epoch,
+            best_val=state.best_val,
             test=test_metrics,
-            history=history,
-            best_checkpoint=best_path,
-            last_checkpoint=last_path,
+            history=state.history,
+            best_checkpoint=self.best_path,
+            last_checkpoint=self.last_path,
             confusion=confusion,
             wall_time_s=time.perf_counter() - started,
-            train_samples_per_s=train_samples / max(train_seconds, 1e-9),
+            train_samples_per_s=state.train_samples / max(state.train_seconds, 1e-9),
         )
+
+    @property
+    def best_path(self) -> Path:
+        return self.checkpoint_dir / "best.npz"
+
+    @property
+    def last_path(self) -> Path:
+        return self.checkpoint_dir / "last.npz"
 
     def evaluate(self, model: M.Module, data, split: str) -> Dict[str, float]:
         outputs, targets = self._predict(model, data, split)
@@ -161,6 +140,54 @@ class Trainer:
         return metric, "min" if metric.endswith(("loss", "mae", "rmse")) else "max"
 
     # --- pieces -------------------------------------------------------------------------------
+    def _train_epoch(self, epoch: int, model: M.Module, data, logger, state: _FitState) -> Dict[str, float]:
+        """One pass over the training batches; returns the epoch's train metrics row."""
+        model.train()
+        batches_per_epoch = self._batches_per_epoch(data.num_train_batches())
+        epoch_start = time.perf_counter()
+        losses, outputs, targets = [], [], []
+        factory = state.optimizer_factory
+        lr = factory.lr
+        bar = self._progress(data.train_batches(epoch), batches_per_epoch, epoch)
+        for batch_index, (x, y) in enumerate(bar):
+            progress = epoch - 1 + batch_index / batches_per_epoch
+            lr = factory.lr * factory.schedule.factor(progress, self.max_epochs)
+            set_lr(state.optimizer, lr)
+            loss, out = state.step_fn(x, y)
+            state.global_step += 1
+            if not math.isfinite(loss):
+                raise FloatingPointError(
+                    f"loss became {loss} at step {state.global_step} (epoch {epoch}, lr {lr:.3g}); "
+                    "try a smaller optim.lr, a warm-up (optim.schedule.warmup_epochs) or check the data"
+                )
+            losses.append(loss * len(y))
+            outputs.append(out)
+            targets.append(y)
+            if state.global_step % self.log_every_n_steps == 0:
+                logger.log_metrics({"step/train_loss": loss, "step/lr": lr}, step=state.global_step)
+            self._show(bar, loss, sum(len(t) for t in targets), epoch_start)
+        seconds = time.perf_counter() - epoch_start
+        seen = sum(len(t) for t in targets)
+        state.train_seconds += seconds
+        state.train_samples += seen
+        train_metrics = self._train_metrics(data.task, losses, outputs, targets)
+        return {
+            "epoch": float(epoch),
+            **{f"train/{k}": v for k, v in train_metrics.items()},
+            "lr": lr,
+            "train/samples_per_s": seen / max(seconds, 1e-9),
+            "train/epoch_seconds": seconds,
+        }
+
+    def _save_checkpoints(self, model, epoch: int, row, val_metrics, task: str, state: _FitState) -> None:
+        """Always ``last``; ``best`` when the monitored metric improved."""
+        meta = {"epoch": epoch, "global_step": state.global_step, "val": val_metrics}
+        save_checkpoint(self.last_path, model.state_dict(), meta)
+        score = self._score(row, task)
+        if score > state.best_score:
+            state.best_score, state.best_epoch, state.best_val = score, epoch, val_metrics
+            save_checkpoint(self.best_path, model.state_dict(), meta)
+
     def _test(self, model: M.Module, data):
         outputs, targets = self._predict(model, data, "test")
         metrics = self._metrics(data.task, outputs, targets)
