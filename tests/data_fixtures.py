@@ -1,4 +1,4 @@
-"""Helpers for the data tests: a loopback HTTP server and tiny IDX files.
+"""Helpers for the data tests: a loopback HTTP server, tiny IDX files, archives and pickles.
 
 conftest.py loads this module as a plugin (so ``http_server`` is a fixture everywhere);
 test modules import the helper functions from it directly.
@@ -9,7 +9,11 @@ from __future__ import annotations
 import gzip
 import hashlib
 import http.server
+import io
+import pickle
 import socket
+import struct
+import tarfile
 import threading
 from collections import Counter
 from dataclasses import dataclass, field
@@ -160,3 +164,56 @@ def idx_bytes(magic: bytes, dtype: int, sizes: List[int], payload_len: int) -> b
     """A hand-made IDX file, so tests can break one field at a time."""
     header = magic + bytes([dtype, len(sizes)]) + b"".join(s.to_bytes(4, "big") for s in sizes)
     return header + bytes(range(256)) * (payload_len // 256) + bytes(payload_len % 256)
+
+
+# -- archives and pickles as the original datasets ship them ----------------------------
+
+
+def sha256_of(path: Path) -> str:
+    """sha256 of the file's bytes (what `sha256sum` prints), computed here, not by mgelab."""
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+class _Python2Pickler(pickle._Pickler):
+    """Writes text and bytes as Python 2 did: both as STRING opcodes (Python 2's str).
+
+    Python 3's protocol 2 writes bytes as _codecs.encode(...) calls instead; the CIFAR
+    batches were made by Python 2, so this reproduces what they really contain.
+    """
+
+    dispatch = dict(pickle._Pickler.dispatch)
+
+    def save_bytes(self, obj: bytes) -> None:
+        head = (pickle.SHORT_BINSTRING + bytes([len(obj)]) if len(obj) < 256
+                else pickle.BINSTRING + struct.pack("<i", len(obj)))
+        self.write(head + obj)
+        self.memoize(obj)
+
+    def save_str(self, obj: str) -> None:
+        self.save_bytes(obj.encode("latin1"))
+
+    dispatch[bytes] = save_bytes
+    dispatch[str] = save_str
+
+
+def python2_pickle(obj: object) -> bytes:
+    """``obj`` pickled with protocol 2 the way Python 2 wrote it."""
+    buffer = io.BytesIO()
+    _Python2Pickler(buffer, protocol=2).dump(obj)
+    return buffer.getvalue()
+
+
+def write_tar(path: Path, members: Dict[str, bytes], mode: str = "w:gz") -> Path:
+    """A tar archive of regular files with fixed metadata (reproducible bytes)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tarfile.open(path, mode) as tar:
+        for name, data in members.items():
+            info = tarfile.TarInfo(name)
+            info.size, info.mtime = len(data), 0
+            tar.addfile(info, io.BytesIO(data))
+    return path
+
+
+def os_system_pickle(marker: Path) -> bytes:
+    """A pickle that runs `touch <marker>` if unpickled with pickle.loads (protocol 0 text)."""
+    return b"cos\nsystem\n(V" + f"touch {marker}".encode() + b"\ntR."

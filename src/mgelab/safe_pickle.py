@@ -4,7 +4,7 @@ A pickle is a program: any global it names gets imported and may be called, so
 ``pickle.loads`` on a downloaded file can run ``os.system``. ``restricted_loads``
 only resolves an allow-list of globals: plain containers and scalars need none,
 and the few below are exactly what numpy's arrays, dtypes and scalars reference
-(checked with ``pickletools`` on protocol 2 and 4 pickles). Anything else raises
+(checked with ``pickletools`` on protocol 2, 4 and 5 pickles). Anything else raises
 ``UnsafePickleError`` naming the global, before it is imported.
 """
 
@@ -33,26 +33,28 @@ def _latin1_encode(text: str, encoding: str = "utf-8", errors: str = "strict") -
     return _codecs.encode(text, encoding, errors)
 
 
-def _multiarray(name: str) -> Callable:
+def _numpy_core(submodule: str, name: str) -> Callable:
     # numpy >= 2 pickles name numpy._core; numpy 1.26 has both spellings.
-    for module in ("numpy._core.multiarray", "numpy.core.multiarray"):
+    for module in (f"numpy._core.{submodule}", f"numpy.core.{submodule}"):
         try:
             return getattr(importlib.import_module(module), name)
         except (ImportError, AttributeError):
             continue
-    raise UnsafePickleError(f"this numpy has no multiarray.{name}")
+    raise UnsafePickleError(f"this numpy has no core.{submodule}.{name}")
 
 
 def _default_globals() -> Dict[Global, Callable]:
-    reconstruct, scalar = _multiarray("_reconstruct"), _multiarray("scalar")
     allowed: Dict[Global, Callable] = {
         ("numpy", "ndarray"): np.ndarray,
         ("numpy", "dtype"): np.dtype,
         ("_codecs", "encode"): _latin1_encode,
     }
-    for module in ("numpy.core.multiarray", "numpy._core.multiarray"):
-        allowed[(module, "_reconstruct")] = reconstruct
-        allowed[(module, "scalar")] = scalar
+    # _reconstruct and scalar rebuild arrays and scalars (protocols 2-4); _frombuffer
+    # arrays in protocol 5 (it refuses object dtypes, so no pointers come from bytes).
+    for submodule, name in (("multiarray", "_reconstruct"), ("multiarray", "scalar"), ("numeric", "_frombuffer")):
+        function = _numpy_core(submodule, name)
+        for package in ("numpy.core", "numpy._core"):
+            allowed[(f"{package}.{submodule}", name)] = function
     # Protocol 2 has no opcode for these containers; Python 2 spelled the module __builtin__.
     for module in ("builtins", "__builtin__"):
         for value in (set, frozenset, complex, bytearray):
