@@ -41,6 +41,6 @@ class MLP(M.Module):
         return self.layers(F.flatten(x, 1))
 
 
-@register_model("mlp", input_ranks=(1, 3))
+@register_model("mlp", tasks=("classification", "regression"), input_ranks=(1, 3))
 def mlp(input_shape: Sequence[int], num_outputs: int, **kwargs) -> MLP:
     return MLP(input_shape, num_outputs, **kwargs)

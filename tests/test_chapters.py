@@ -1,0 +1,82 @@
+"""Every chapter experiment composes and runs a few steps (trainer=smoke) on tiny copies of its
+dataset, written in the original formats and served from loopback, through the real download path."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Dict, List
+
+import pytest
+from hydra.utils import instantiate
+from omegaconf import OmegaConf
+from recording_logger import RecordingLogger
+from test_data_california import table
+from test_data_california import write_archive as write_california
+from test_data_cifar10 import batches
+from test_data_cifar10 import write_archive as write_cifar
+
+from data_fixtures import NAMES, payload_sha_of, sha256_of, write_tiny_dataset
+from mgelab.data.california_housing import ARCHIVE as CALIFORNIA_ARCHIVE
+from mgelab.data.cifar10 import ARCHIVE as CIFAR_ARCHIVE
+from mgelab.experiment import run_experiment
+from mgelab.train import seed_everything
+
+CONF = Path(__file__).resolve().parents[1] / "conf"
+EXPERIMENTS = sorted(p.stem for p in (CONF / "experiment").glob("*.yaml"))
+# ResNet-20's backward pass through 19 convolutions takes minutes on MegEngine's CPU path: slow tier.
+SLOW = {"ch6_cifar10_resnet20"}
+
+
+def hash_overrides(hashes: Dict[str, str]) -> str:
+    return "data.sha256={" + ",".join(f"{name}:{value}" for name, value in hashes.items()) + "}"
+
+
+def serve_dataset(data_name: str, server) -> List[str]:
+    """Write a tiny copy of ``data_name`` under the server root; overrides that point the config at it."""
+    folder = server.root / data_name
+    folder.mkdir(exist_ok=True)
+    url = f"{server.url}/{data_name}"
+    if data_name in ("mnist", "fashion_mnist"):
+        tiny = write_tiny_dataset(folder)
+        hashes = {name: payload_sha_of(tiny.path(name)) for name in NAMES}
+        return [f"data.base_url={url}", "data.system_dirs=[]", "data.val_size=4", hash_overrides(hashes)]
+    if data_name == "cifar10":
+        archive = write_cifar(folder / CIFAR_ARCHIVE.name, batches())
+        return [f"data.base_url={url}", "data.val_size=6", hash_overrides({CIFAR_ARCHIVE.name: sha256_of(archive)})]
+    if data_name == "california_housing":
+        archive = write_california(folder / CALIFORNIA_ARCHIVE.remote_name, table())
+        return [f"data.base_url={url}", hash_overrides({CALIFORNIA_ARCHIVE.name: sha256_of(archive)})]
+    return []  # made in memory
+
+
+def test_every_chapter_has_an_experiment():
+    for chapter in ("ch1_", "ch2_", "ch3_", "ch4_", "ch5_", "ch6_"):
+        assert any(name.startswith(chapter) for name in EXPERIMENTS), chapter
+
+
+@pytest.mark.parametrize(
+    "name", [pytest.param(n, marks=pytest.mark.slow) if n in SLOW else n for n in EXPERIMENTS]
+)
+def test_chapter_runs_a_few_steps(compose_cfg, http_server, tmp_path, name):
+    data_name = OmegaConf.load(CONF / "experiment" / f"{name}.yaml").defaults[0]["override /data"]
+    cfg = compose_cfg([f"experiment={name}", "trainer=smoke", "logger=none", *serve_dataset(data_name, http_server)])
+    assert cfg.experiment_name.startswith(name[:4])  # one MLflow experiment per chapter
+    seed_everything(cfg.seed)
+    data = instantiate(cfg.data)
+    model = instantiate(cfg.model, input_shape=data.input_shape, num_outputs=data.num_outputs, task=data.task)
+    logger = RecordingLogger()
+    result = run_experiment(
+        model=model,
+        data=data,
+        optimizer_factory=instantiate(cfg.optim),
+        trainer=instantiate(cfg.trainer),
+        logger=logger,
+        run_dir=tmp_path / "run",
+    )
+    assert len(result.history) == 1 and math.isfinite(result.test["loss"])
+    assert (tmp_path / "run" / "plots" / "learning_curves.png").is_file()
+    if data.task == "regression":
+        assert {"baseline/test_r2", "baseline/test_mae"} <= {k for _, m in logger.metrics for k in m}
+    else:
+        assert 0.0 <= result.test["acc"] <= 1.0
