@@ -10,17 +10,17 @@ from typing import Dict, List
 import pytest
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
-from recording_logger import RecordingLogger
-from test_data_california import table
-from test_data_california import write_archive as write_california
-from test_data_cifar10 import batches
-from test_data_cifar10 import write_archive as write_cifar
 
 from data_fixtures import NAMES, payload_sha_of, sha256_of, write_tiny_dataset
 from mgelab.data.california_housing import ARCHIVE as CALIFORNIA_ARCHIVE
 from mgelab.data.cifar10 import ARCHIVE as CIFAR_ARCHIVE
 from mgelab.experiment import run_experiment
 from mgelab.train import seed_everything
+from recording_logger import RecordingLogger
+from test_data_california import table
+from test_data_california import write_archive as write_california
+from test_data_cifar10 import batches
+from test_data_cifar10 import write_archive as write_cifar
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 EXPERIMENTS = sorted(p.stem for p in (CONF / "experiment").glob("*.yaml"))
