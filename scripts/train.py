@@ -66,15 +66,16 @@ def train(cfg: DictConfig) -> float:
             run_dir=cfg.paths.run_dir,
             config_yaml=OmegaConf.to_yaml(cfg, resolve=True),
         )
-    monitored = trainer.monitored(data.task)[0].split("/", 1)[-1]
+    monitored = trainer.monitored(data.task)[0]
+    best_value = result.history[result.best_epoch - 1][monitored]
     headline = {k: round(v, 4) for k, v in result.test.items() if not k.startswith("acc_class_")}
     print(
-        f"best epoch {result.best_epoch}: val {monitored} {result.best_val[monitored]:.4f} | test {headline} | "
+        f"best epoch {result.best_epoch}: {monitored} {best_value:.4f} | test {headline} | "
         f"{result.wall_time_s:.1f} s, {result.train_samples_per_s:.0f} train samples/s"
     )
     if getattr(logger, "run_id", None):
         print(f"MLflow: `make ui`, then http://127.0.0.1:5000/#/experiments/{logger.experiment_id}/runs/{logger.run_id}")
-    return float(result.best_val[monitored])
+    return float(best_value)
 
 
 @hydra.main(config_path="../conf", config_name="train", version_base="1.3")

@@ -1,0 +1,278 @@
+"""Train and eval throughput: the mgelab trainer end to end vs a bare MegEngine loop.
+
+    python scripts/bench.py                                        # conf/bench.yaml as is
+    python scripts/bench.py conv_impl=[native,fast] models=[cnn,lenet] steps=10
+    python scripts/bench.py device=multithread2:0
+
+Prints one JSON line per (model, variant, conv_impl), then a table. Random data of the
+right shape, so the figures compare with ../shared/peers/torch_reference.py run alike.
+``peak_rss_mb``: the peak resident memory of the measurement, MegEngine itself (~300 MB)
+included. With ``isolate=true`` (the default) each measurement runs in a fresh process;
+with ``isolate=false`` the high-water mark is reset through /proc/self/clear_refs, but
+memory MegEngine's allocator kept from earlier models still counts.
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import resource
+import tempfile
+import time
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+import hydra
+import megengine as mge
+import megengine.functional as F
+import megengine.module as M
+import megengine.optimizer as mopt
+import numpy as np
+from megengine.autodiff import GradManager
+from omegaconf import DictConfig, OmegaConf
+
+from mgelab.data.arrays import ArrayDataModule, Split
+from mgelab.models import create_model
+from mgelab.nn import Conv2d, check_conv_impl
+from mgelab.tracking.base import NullLogger
+from mgelab.train import Trainer
+from mgelab.train.optim import OptimizerFactory
+
+FASHION, CIFAR = (1, 28, 28), (3, 32, 32)
+INPUT_SHAPES = {"linear": FASHION, "mlp": FASHION, "cnn": FASHION, "lenet": CIFAR, "resnet": CIFAR}
+NUM_CLASSES = 10
+TABLE_COLUMNS = ("model", "variant", "conv_impl", "train_samples_per_s", "eval_samples_per_s", "peak_rss_mb")
+
+
+@dataclass(frozen=True)
+class Settings:
+    batch: int
+    steps: int
+    warmup: int
+    eval_batch: int
+    eval_batches: int
+    lr: float
+    momentum: float
+    seed: int
+
+
+class RandomImages(ArrayDataModule):
+    """uint8 noise and random labels: enough train batches for warm-up plus timed steps."""
+
+    def __init__(self, shape: Sequence[int], settings: Settings) -> None:
+        super().__init__(name="bench", batch_size=settings.batch, eval_batch_size=settings.eval_batch,
+                         seed=settings.seed, class_names=[str(i) for i in range(NUM_CLASSES)])
+        self.shape = tuple(shape)
+        self.sizes = {
+            "train": settings.batch * max(settings.steps, settings.warmup),
+            "val": settings.eval_batch,  # the trainer validates once per fit; keep it small
+            "test": settings.eval_batch * settings.eval_batches,
+        }
+
+    def load_splits(self) -> Dict[str, Split]:
+        rng = np.random.default_rng(self.seed)
+        return {
+            name: Split(rng.integers(0, 256, size=(n, *self.shape), dtype=np.uint8),
+                        rng.integers(0, NUM_CLASSES, size=n).astype(np.int32))
+            for name, n in self.sizes.items()
+        }
+
+
+# --- memory -----------------------------------------------------------------------------------
+def reset_peak_rss() -> None:
+    # Free the previous measurement's tensors first, or their pages count towards this one.
+    gc.collect()
+    mge.device.coalesce_free_memory()
+    try:  # "5" resets VmHWM (Linux >= 4.0); harmless to skip elsewhere.
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        pass
+
+
+def peak_rss_mb() -> float:
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return round(int(line.split()[1]) / 1024, 1)
+    except OSError:
+        pass
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)  # kB on Linux
+
+
+# --- models -----------------------------------------------------------------------------------
+def has_convs(name: str, kwargs: Dict[str, Any]) -> bool:
+    model = create_model(name, INPUT_SHAPES[name], NUM_CLASSES, **kwargs)
+    return any(isinstance(m, Conv2d) for m in model.modules())
+
+
+def build(name: str, impl: Optional[str], kwargs: Dict[str, Any]) -> M.Module:
+    extra = {} if impl is None else {"conv_impl": impl}
+    return create_model(name, INPUT_SHAPES[name], NUM_CLASSES, **kwargs, **extra)
+
+
+def conv_path(model: M.Module) -> Optional[str]:
+    """Which backward the model's convs take on the default device ('fast'/'native'), if any."""
+    probe = mge.tensor(np.zeros(1, "float32"))
+    paths = {"fast" if m.uses_fast(probe) else "native" for m in model.modules() if isinstance(m, Conv2d)}
+    return "+".join(sorted(paths)) or None
+
+
+# --- the two variants ---------------------------------------------------------------------------
+def bench_trainer(model: M.Module, name: str, s: Settings) -> Tuple[float, float]:
+    """Trainer.fit on in-memory data, then Trainer.evaluate; returns (train, eval) samples/s."""
+    data = RandomImages(INPUT_SHAPES[name], s)
+    factory = OptimizerFactory(name="sgd", lr=s.lr, momentum=s.momentum)
+    with tempfile.TemporaryDirectory() as checkpoints:
+        options = dict(max_epochs=1, progress_bar=False, checkpoint_dir=checkpoints, log_every_n_steps=10**9)
+        if s.warmup:
+            Trainer(limit_train_batches=s.warmup, **options).fit(model, data, factory, NullLogger())
+        trainer = Trainer(limit_train_batches=s.steps, **options)
+        # FitResult's rate covers the training batches only (no validation, checkpoints or test).
+        train_rate = trainer.fit(model, data, factory, NullLogger()).train_samples_per_s
+    started = time.perf_counter()
+    trainer.evaluate(model, data, "test")
+    return train_rate, data.split_size("test") / (time.perf_counter() - started)
+
+
+def bench_bare(model: M.Module, name: str, s: Settings) -> Tuple[float, float]:
+    """The MegEngine idiom on one fixed batch, synchronised once at the end (as the torch peer)."""
+    rng = np.random.default_rng(s.seed)
+    x = mge.tensor(rng.normal(size=(s.batch, *INPUT_SHAPES[name])).astype("float32"))
+    y = mge.tensor(rng.integers(0, NUM_CLASSES, size=s.batch).astype("int32"))
+    optimizer = mopt.SGD(model.parameters(), lr=s.lr, momentum=s.momentum)
+    gm = GradManager().attach(model.parameters())
+
+    def step() -> mge.Tensor:
+        with gm:
+            loss = F.nn.cross_entropy(model(x), y)
+            gm.backward(loss)
+        optimizer.step().clear_grad()
+        return loss
+
+    model.train()
+    train_rate = s.batch * s.steps / timed(step, s.warmup, s.steps)
+    model.eval()
+    x_eval = mge.tensor(rng.normal(size=(s.eval_batch, *INPUT_SHAPES[name])).astype("float32"))
+    eval_rate = s.eval_batch * s.eval_batches / timed(lambda: model(x_eval), 1, s.eval_batches)
+    return train_rate, eval_rate
+
+
+def timed(fn, warmup: int, repeats: int) -> float:
+    """Seconds for ``repeats`` calls after ``warmup`` calls, waiting for the last result."""
+    for _ in range(warmup):
+        fn().numpy()
+    started = time.perf_counter()
+    for _ in range(repeats):
+        out = fn()
+    out.numpy()  # MegEngine runs asynchronously: the clock stops when the last result exists
+    return time.perf_counter() - started
+
+
+VARIANTS = {"trainer": bench_trainer, "bare": bench_bare}
+
+
+# --- driver -----------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Job:
+    """One measurement; plain data so it can cross into a fresh process."""
+
+    model: str
+    variant: str
+    conv_impl: Optional[str]
+    device: str
+    settings: Settings
+    model_kwargs: Dict[str, Any]
+
+
+def measure(job: Job) -> Dict[str, Any]:
+    s = job.settings
+    mge.set_default_device(job.device)
+    reset_peak_rss()
+    mge.random.seed(s.seed)
+    model = build(job.model, job.conv_impl, job.model_kwargs)
+    train_rate, eval_rate = VARIANTS[job.variant](model, job.model, s)
+    return {
+        "model": job.model,
+        "variant": job.variant,
+        "conv_impl": job.conv_impl,
+        "conv_path": conv_path(model),
+        "device": job.device,
+        "train_samples_per_s": round(train_rate, 1),
+        "eval_samples_per_s": round(eval_rate, 1),
+        "batch": s.batch,
+        "steps": s.steps,
+        "peak_rss_mb": peak_rss_mb(),
+    }
+
+
+def measure_isolated(job: Job) -> Dict[str, Any]:
+    """``measure`` in a new process: MegEngine's allocator never returns memory, so only a
+    fresh process gives each measurement its own peak RSS (and a cold, fair start)."""
+    with ProcessPoolExecutor(max_workers=1, mp_context=get_context("spawn")) as pool:
+        return pool.submit(measure, job).result()
+
+
+def as_list(value: Any) -> List[Any]:
+    return [value] if isinstance(value, (str, int, float)) else list(value)
+
+
+def validate(cfg: DictConfig) -> Tuple[List[str], List[str], List[str]]:
+    models, variants, impls = as_list(cfg.models), as_list(cfg.variants), as_list(cfg.conv_impl)
+    for name in models:
+        if name not in INPUT_SHAPES:
+            raise ValueError(f"models: {name!r} is not benchmarked; choose from {sorted(INPUT_SHAPES)}")
+    for variant in variants:
+        if variant not in VARIANTS:
+            raise ValueError(f"variants: {variant!r} is unknown; choose from {sorted(VARIANTS)}")
+    for impl in impls:
+        check_conv_impl(impl)
+    return models, variants, impls
+
+
+def cell(value: Any) -> str:
+    return "-" if value is None else str(value)
+
+
+def table(rows: List[Dict[str, Any]]) -> str:
+    widths = [max(len(col), *(len(cell(r[col])) for r in rows)) for col in TABLE_COLUMNS]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(TABLE_COLUMNS, widths))]
+    lines += ["  ".join(cell(r[c]).ljust(w) for c, w in zip(TABLE_COLUMNS, widths)) for r in rows]
+    return "\n".join(lines)
+
+
+def jobs(cfg: DictConfig) -> List[Job]:
+    models, variants, impls = validate(cfg)
+    mge.set_default_device(cfg.device)  # before building anything, so CUDA is never probed on cpu
+    settings = Settings(*(cfg[f] for f in Settings.__dataclass_fields__))
+    all_kwargs = OmegaConf.to_container(cfg.model_kwargs, resolve=True)
+    out = []
+    for name in models:
+        kwargs = all_kwargs.get(name, {})
+        # conv_impl only means something to models with convolutions: run the others once.
+        for impl in impls if has_convs(name, kwargs) else [None]:
+            out += [Job(name, variant, impl, cfg.device, settings, kwargs) for variant in variants]
+    return out
+
+
+def run(cfg: DictConfig) -> List[Dict[str, Any]]:
+    run_job = measure_isolated if cfg.isolate else measure
+    rows = []
+    for job in jobs(cfg):
+        # On a shared machine the fastest of a few runs is the least disturbed one.
+        row = max((run_job(job) for _ in range(max(1, cfg.repeats))), key=lambda r: r["train_samples_per_s"])
+        print(json.dumps(row), flush=True)
+        rows.append(row)
+    print(table(rows))
+    return rows
+
+
+@hydra.main(config_path="../conf", config_name="bench", version_base="1.3")
+def main(cfg: DictConfig) -> None:
+    run(cfg)
+
+
+if __name__ == "__main__":
+    main()
