@@ -80,3 +80,20 @@ def test_chapter_runs_a_few_steps(compose_cfg, http_server, tmp_path, name):
         assert {"baseline/test_r2", "baseline/test_mae"} <= {k for _, m in logger.metrics for k in m}
     else:
         assert 0.0 <= result.test["acc"] <= 1.0
+
+
+def test_ch1_recovers_the_least_squares_line(compose_cfg, tmp_path):
+    """Chapter 1's target: SGD's w and b within 0.05 of the closed-form fit on the same split."""
+    cfg = compose_cfg(["experiment=ch1_line_fit", "logger=none"])
+    seed_everything(cfg.seed)
+    data = instantiate(cfg.data)
+    model = instantiate(cfg.model, input_shape=data.input_shape, num_outputs=data.num_outputs, task=data.task)
+    logger = RecordingLogger()
+    run_experiment(
+        model=model, data=data, optimizer_factory=instantiate(cfg.optim), trainer=instantiate(cfg.trainer),
+        logger=logger, run_dir=tmp_path / "run",
+    )
+    final = {k: v for _, m in logger.metrics for k, v in m.items()}
+    assert abs(final["model/fc.weight_0"] - final["baseline/w_0"]) < 0.05
+    assert abs(final["model/fc.bias_0"] - final["baseline/b_0"]) < 0.05
+    assert abs(final["baseline/w_0"] - 5.0) < 0.5  # and the data really is y = 5x + 2 + noise
