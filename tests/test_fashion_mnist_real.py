@@ -28,8 +28,9 @@ def test_default_epochs_reach_the_promised_accuracy(tmp_path, model, floor):
     epochs = int(run.data.params["trainer.max_epochs"])
     assert len(client.get_metric_history(run.info.run_id, "val/acc")) == epochs
     # The checkpoint and both plots made it into the store.
-    paths = {a.path for d in ("checkpoints", "plots") for a in client.list_artifacts(run.info.run_id, d)}
-    assert {"checkpoints/best.npz", "plots/learning_curves.png", "plots/confusion_matrix.png"} <= paths
+    paths = {a.path for d in ("checkpoints/best", "plots") for a in client.list_artifacts(run.info.run_id, d)}
+    expected = {"checkpoints/best/arrays.npz", "checkpoints/best/manifest.json", "plots/learning_curves.png"}
+    assert expected | {"plots/confusion_matrix.png"} <= paths
 
 
 def test_cnn_runs_a_few_real_batches(tmp_path):

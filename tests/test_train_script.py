@@ -51,8 +51,11 @@ def test_single_run_is_fully_tracked(tmp_path):
     plots = {a.path for a in client.list_artifacts(run.info.run_id, "plots")}
     assert plots == {"plots/learning_curves.png", "plots/confusion_matrix.png"}
     # hydra.run.dir holds every output of the run.
-    for name in ("checkpoints/best.npz", "checkpoints/last.npz", "config.yaml", "plots/learning_curves.png"):
+    for name in ("checkpoints/best.json", "checkpoints/last.json", "config.yaml", "plots/learning_curves.png"):
         assert (run_dir / name).is_file(), name
+    assert list((run_dir / "checkpoints").glob("step-*/arrays.npz"))
+    best = {a.path for a in client.list_artifacts(run.info.run_id, "checkpoints/best")}
+    assert best == {"checkpoints/best/arrays.npz", "checkpoints/best/manifest.json"}
 
 
 def test_multirun_three_models_one_experiment(tmp_path):
@@ -77,4 +80,4 @@ def test_failing_run_is_marked_failed_with_its_config(tmp_path):
 def test_logger_none_tracks_nothing(tmp_path):
     run_script(tmp_path, *TINY, "logger=none", f"hydra.run.dir={tmp_path / 'r'}")
     assert not (tmp_path / "mlflow.db").exists()
-    assert (tmp_path / "r" / "checkpoints" / "best.npz").is_file()
+    assert (tmp_path / "r" / "checkpoints" / "best.json").is_file()

@@ -54,14 +54,14 @@ def test_val_metrics_are_computed_over_the_whole_split(tmp_path):
 
 
 def test_best_and_last_checkpoints(tmp_path):
-    result, _, model, _ = fit(tmp_path, epochs=3)
-    best, best_meta = load_checkpoint(result.best_checkpoint)
-    _, last_meta = load_checkpoint(result.last_checkpoint)
-    assert last_meta["epoch"] == 3
-    assert best_meta["epoch"] == result.best_epoch
+    result, _, model, data = fit(tmp_path, epochs=3)
+    best, last = load_checkpoint(result.best_checkpoint), load_checkpoint(result.last_checkpoint)
+    steps_per_epoch = data.num_train_batches()
+    assert last.meta["progress"]["global_step"] == 3 * steps_per_epoch
+    assert best.meta["progress"]["global_step"] == result.best_epoch * steps_per_epoch
     # The model ends on the best weights (that is what was tested).
     for name, value in model.state_dict().items():
-        np.testing.assert_array_equal(value, best[name])
+        np.testing.assert_array_equal(value, best.section("model")[name])
 
 
 def test_limit_train_batches(tmp_path):

@@ -4,7 +4,7 @@ needs no Hydra, so tests and notebooks can call it directly."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Dict, Optional
+from typing import Any, Dict, Mapping, Optional
 
 import megengine as mge
 
@@ -40,6 +40,7 @@ def run_experiment(
     logger,
     run_dir: Path,
     config_yaml: Optional[str] = None,
+    run_meta: Optional[Mapping[str, Any]] = None,
 ) -> FitResult:
     """Fit, test, draw and log. The caller owns ``logger`` (opens, tags and closes it)."""
     run_dir = Path(run_dir)
@@ -52,7 +53,7 @@ def run_experiment(
         config_file.write_text(config_yaml)
         logger.log_artifact(config_file)
 
-    result = trainer.fit(model, data, optimizer_factory, logger)
+    result = trainer.fit(model, data, optimizer_factory, logger, run_meta=run_meta)
 
     summary = {f"best_val/{k}": v for k, v in result.best_val.items()}
     summary.update({
@@ -69,6 +70,7 @@ def run_experiment(
     if result.confusion is not None:
         figure = plot_confusion_matrix(result.confusion, data.class_names, plots / "confusion_matrix.png")
         logger.log_artifact(figure, "plots")
-    logger.log_artifact(result.best_checkpoint, "checkpoints")
+    for part in sorted(Path(result.best_checkpoint).iterdir()):
+        logger.log_artifact(part, "checkpoints/best")
     return result
 

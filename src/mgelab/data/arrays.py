@@ -134,15 +134,20 @@ class ArrayDataModule:
     def num_train_batches(self) -> int:
         return -(-self.split_size("train") // self.batch_size)
 
-    def train_batches(self, epoch: int) -> Iterator[Batch]:
-        """Shuffled training batches; the order depends only on (seed, epoch)."""
+    def train_batches(self, epoch: int, start_batch: int = 0) -> Iterator[Batch]:
+        """Shuffled training batches; the order depends only on (seed, epoch).
+
+        ``start_batch`` skips the first batches of the epoch without preparing them (a resumed
+        run); augmentation is seeded per batch, so the batches that follow are the same.
+        """
         split = self.splits["train"]
         order = np.random.default_rng((self.seed, epoch)).permutation(len(split))
-        # A separate stream for augmentation, so turning it on does not change the data order.
-        augment_rng = np.random.default_rng((self.seed, epoch, 1))
-        for start in range(0, len(order), self.batch_size):
+        for index, start in enumerate(range(0, len(order), self.batch_size)):
+            if index < start_batch:
+                continue
             idx = order[start : start + self.batch_size]
-            inputs = self.augment(split.inputs[idx], augment_rng)
+            # Its own stream per batch: turning augmentation on does not change the data order.
+            inputs = self.augment(split.inputs[idx], np.random.default_rng((self.seed, epoch, 1, index)))
             yield self._prepare(inputs), split.targets[idx]
 
     def augment(self, inputs: np.ndarray, rng: np.random.Generator) -> np.ndarray:

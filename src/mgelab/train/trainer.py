@@ -7,16 +7,18 @@ import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple, Union
+from typing import Any, Dict, Iterator, List, Mapping, Optional, Tuple, Union
 
 import megengine.module as M
 import numpy as np
 from tqdm import tqdm
 
-from mgelab.train.checkpoint import load_checkpoint, save_checkpoint
-from mgelab.train.metrics import confusion_matrix, per_class_accuracy, task_metrics
+from mgelab.train.checkpoint import CheckpointStore, load_checkpoint
+from mgelab.train.evaluation import evaluate_split, report_test_split
 from mgelab.train.optim import OptimizerFactory, set_lr
-from mgelab.train.steps import make_train_step, predict
+from mgelab.train.signals import StopOnSignal, TrainingInterrupted
+from mgelab.train.state import Progress, capture, reseed_for_step, restore
+from mgelab.train.steps import make_train_step
 
 
 @dataclass
@@ -34,19 +36,19 @@ class FitResult:
 
 
 @dataclass
-class _FitState:
-    """What one ``fit`` works with and accumulates across epochs."""
+class _Fit:
+    """What one ``fit`` works with."""
 
-    optimizer_factory: OptimizerFactory
+    model: M.Module
+    data: Any
+    factory: OptimizerFactory
     optimizer: Any
-    step_fn: Callable
-    global_step: int = 0
-    train_seconds: float = 0.0
-    train_samples: int = 0
-    best_score: float = -math.inf
-    best_epoch: int = 0
-    best_val: Dict[str, float] = field(default_factory=dict)
-    history: List[Dict[str, float]] = field(default_factory=list)
+    step_fn: Any
+    logger: Any
+    store: CheckpointStore
+    progress: Progress
+    run_meta: Mapping[str, Any]
+    stop: StopOnSignal
 
 
 class Trainer:
@@ -57,10 +59,15 @@ class Trainer:
         limit_eval_batches: Optional[int] = None,
         log_every_n_steps: int = 50,
         checkpoint_dir: str = "checkpoints",
+        checkpoint_every_n_steps: Optional[int] = None,
+        keep_last: int = 1,
+        keep_best: int = 1,
+        resume: Optional[str] = None,
         monitor: str = "auto",
         monitor_mode: str = "auto",
         progress_bar: bool = True,
         device: str = "cpu",
+        seed: int = 0,
     ) -> None:
         if max_epochs < 1:
             raise ValueError(f"trainer.max_epochs={max_epochs} must be >= 1")
@@ -68,68 +75,59 @@ class Trainer:
             raise ValueError(f"trainer.log_every_n_steps={log_every_n_steps} must be >= 1")
         if monitor_mode not in ("max", "min", "auto"):
             raise ValueError(f"trainer.monitor_mode={monitor_mode!r} must be 'max', 'min' or 'auto'")
-        self.max_epochs = int(max_epochs)
-        self.limit_train_batches = limit_train_batches
         if limit_eval_batches is not None and limit_eval_batches < 1:
             raise ValueError(f"trainer.limit_eval_batches={limit_eval_batches} must be >= 1 or null")
+        if checkpoint_every_n_steps is not None and checkpoint_every_n_steps < 1:
+            raise ValueError(f"trainer.checkpoint_every_n_steps={checkpoint_every_n_steps} must be >= 1 or null")
+        self.max_epochs = int(max_epochs)
+        self.limit_train_batches = limit_train_batches
         self.limit_eval_batches = limit_eval_batches
         self.log_every_n_steps = int(log_every_n_steps)
         self.checkpoint_dir = Path(checkpoint_dir)
-        self.monitor = monitor
-        self.monitor_mode = monitor_mode
+        self.checkpoint_every_n_steps = checkpoint_every_n_steps
+        self.keep_last, self.keep_best = int(keep_last), int(keep_best)
+        self.resume = resume
+        self.monitor, self.monitor_mode = monitor, monitor_mode
         self.progress_bar = progress_bar
         # Informational: the run selects the device before the model is built.
         self.device = device
+        self.seed = int(seed)
 
     # --- public -----------------------------------------------------------------------------
-    def fit(self, model: M.Module, data, optimizer_factory: OptimizerFactory, logger) -> FitResult:
+    def fit(self, model: M.Module, data, optimizer_factory: OptimizerFactory, logger,
+            run_meta: Optional[Mapping[str, Any]] = None) -> FitResult:
+        """Train, keeping ``last``/``best`` checkpoints; test on the best. ``run_meta`` (JSON) is
+        stored in every checkpoint, e.g. the tracking run id and the resolved config."""
         optimizer = optimizer_factory(model.parameters())
-        state = _FitState(optimizer_factory, optimizer, make_train_step(model, optimizer, data.task))
+        store = CheckpointStore(self.checkpoint_dir, self.keep_last, self.keep_best)
+        progress = self._resume(model, optimizer) if self.resume else Progress()
         started = time.perf_counter()
-        for epoch in range(1, self.max_epochs + 1):
-            row = self._train_epoch(epoch, model, data, logger, state)
-            val_metrics = self.evaluate(model, data, "val")
-            row.update({f"val/{k}": v for k, v in val_metrics.items()})
-            state.history.append(row)
-            logger.log_metrics(row, step=epoch)
-            self._save_checkpoints(model, epoch, row, val_metrics, data.task, state)
+        with StopOnSignal() as stop:
+            fit = _Fit(model, data, optimizer_factory, optimizer, make_train_step(model, optimizer, data.task),
+                       logger, store, progress, dict(run_meta or {}), stop)
+            while progress.epoch <= self.max_epochs:
+                self._train_epoch(fit)
+                self._end_epoch(fit)
 
         # Test once, on the weights that did best on validation.
-        weights, _ = load_checkpoint(self.best_path)
-        model.load_state_dict(weights)
-        test_metrics, confusion = self._test(model, data)
-        logger.log_metrics({f"test/{k}": v for k, v in test_metrics.items()}, step=state.best_epoch)
+        best = store.best() or store.latest()
+        model.load_state_dict(load_checkpoint(best).section("model"))
+        test_metrics, confusion = report_test_split(model, data, self.limit_eval_batches)
+        logger.log_metrics({f"test/{k}": v for k, v in test_metrics.items()}, step=max(progress.best_epoch, 1))
         return FitResult(
-            best_epoch=state.best_epoch,
-            best_val=state.best_val,
+            best_epoch=progress.best_epoch,
+            best_val=progress.best_val,
             test=test_metrics,
-            history=state.history,
-            best_checkpoint=self.best_path,
-            last_checkpoint=self.last_path,
+            history=progress.history,
+            best_checkpoint=best,
+            last_checkpoint=store.latest(),
             confusion=confusion,
             wall_time_s=time.perf_counter() - started,
-            train_samples_per_s=state.train_samples / max(state.train_seconds, 1e-9),
+            train_samples_per_s=progress.train_samples / max(progress.train_seconds, 1e-9),
         )
 
-    @property
-    def best_path(self) -> Path:
-        return self.checkpoint_dir / "best.npz"
-
-    @property
-    def last_path(self) -> Path:
-        return self.checkpoint_dir / "last.npz"
-
     def evaluate(self, model: M.Module, data, split: str) -> Dict[str, float]:
-        outputs, targets = self._predict(model, data, split)
-        return self._metrics(data.task, outputs, targets)
-
-    def _predict(self, model: M.Module, data, split: str) -> Tuple[np.ndarray, np.ndarray]:
-        """Outputs and the matching targets; ``limit_eval_batches`` keeps only the first batches."""
-        batches = data.eval_batches(split)
-        if self.limit_eval_batches is not None:
-            batches = (b for _, b in zip(range(self.limit_eval_batches), batches))
-        outputs = predict(model, batches)
-        return outputs, data.targets(split)[: len(outputs)]
+        return evaluate_split(model, data, split, self.limit_eval_batches)
 
     def monitored(self, task: str) -> Tuple[str, str]:
         """(metric, mode) chosen for the best checkpoint; ``auto`` picks by task."""
@@ -139,78 +137,92 @@ class Trainer:
             return metric, self.monitor_mode
         return metric, "min" if metric.endswith(("loss", "mae", "rmse")) else "max"
 
-    # --- pieces -------------------------------------------------------------------------------
-    def _train_epoch(self, epoch: int, model: M.Module, data, logger, state: _FitState) -> Dict[str, float]:
-        """One pass over the training batches; returns the epoch's train metrics row."""
-        model.train()
-        batches_per_epoch = self._batches_per_epoch(data.num_train_batches())
-        epoch_start = time.perf_counter()
-        losses, outputs, targets = [], [], []
-        factory = state.optimizer_factory
-        lr = factory.lr
-        bar = self._progress(data.train_batches(epoch), batches_per_epoch, epoch)
-        for batch_index, (x, y) in enumerate(bar):
-            progress = epoch - 1 + batch_index / batches_per_epoch
-            lr = factory.lr * factory.schedule.factor(progress, self.max_epochs)
-            set_lr(state.optimizer, lr)
-            loss, out = state.step_fn(x, y)
-            state.global_step += 1
+    # --- the loop -------------------------------------------------------------------------------
+    def _train_epoch(self, fit: _Fit) -> None:
+        """Train on the rest of the current epoch (all of it, unless resumed mid-epoch)."""
+        p = fit.progress
+        fit.model.train()
+        per_epoch = self._batches_per_epoch(fit.data.num_train_batches())
+        clock, seconds_before = time.perf_counter(), p.epoch_seconds
+        batches = self._progress(fit.data.train_batches(p.epoch, p.next_batch), per_epoch - p.next_batch, p.epoch)
+        for x, y in batches:
+            lr = self._lr_at(fit.factory, p.epoch - 1 + p.next_batch / per_epoch)
+            set_lr(fit.optimizer, lr)
+            # Dropout masks depend on (seed, step) only, so a resumed run draws the same ones.
+            reseed_for_step(self.seed, p.global_step)
+            loss, out = fit.step_fn(x, y)
             if not math.isfinite(loss):
                 raise FloatingPointError(
-                    f"loss became {loss} at step {state.global_step} (epoch {epoch}, lr {lr:.3g}); "
+                    f"loss became {loss} at step {p.global_step + 1} (epoch {p.epoch}, lr {lr:.3g}); "
                     "try a smaller optim.lr, a warm-up (optim.schedule.warmup_epochs) or check the data"
                 )
-            losses.append(loss * len(y))
-            outputs.append(out)
-            targets.append(y)
-            if state.global_step % self.log_every_n_steps == 0:
-                logger.log_metrics({"step/train_loss": loss, "step/lr": lr}, step=state.global_step)
-            self._show(bar, loss, sum(len(t) for t in targets), epoch_start)
-        seconds = time.perf_counter() - epoch_start
-        seen = sum(len(t) for t in targets)
-        state.train_seconds += seconds
-        state.train_samples += seen
-        train_metrics = self._train_metrics(data.task, losses, outputs, targets)
-        return {
-            "epoch": float(epoch),
-            **{f"train/{k}": v for k, v in train_metrics.items()},
-            "lr": lr,
-            "train/samples_per_s": seen / max(seconds, 1e-9),
-            "train/epoch_seconds": seconds,
-        }
+            p.global_step += 1
+            p.next_batch += 1
+            p.epoch_loss_sum += loss * len(y)
+            p.epoch_seen += len(y)
+            if fit.data.task == "classification":
+                p.epoch_correct += int((out.argmax(axis=1) == y).sum())
+            p.epoch_seconds = seconds_before + time.perf_counter() - clock
+            if p.global_step % self.log_every_n_steps == 0:
+                fit.logger.log_metrics({"step/train_loss": loss, "step/lr": lr}, step=p.global_step)
+            self._show(batches, loss, p.epoch_seen / max(p.epoch_seconds, 1e-9))
+            self._maybe_checkpoint_mid_epoch(fit, per_epoch)
 
-    def _save_checkpoints(self, model, epoch: int, row, val_metrics, task: str, state: _FitState) -> None:
-        """Always ``last``; ``best`` when the monitored metric improved."""
-        meta = {"epoch": epoch, "global_step": state.global_step, "val": val_metrics}
-        save_checkpoint(self.last_path, model.state_dict(), meta)
-        score = self._score(row, task)
-        if score > state.best_score:
-            state.best_score, state.best_epoch, state.best_val = score, epoch, val_metrics
-            save_checkpoint(self.best_path, model.state_dict(), meta)
+    def _maybe_checkpoint_mid_epoch(self, fit: _Fit, per_epoch: int) -> None:
+        p = fit.progress
+        if fit.stop.requested:
+            path = self._save(fit)
+            raise TrainingInterrupted(
+                f"{fit.stop.requested} received: stopped at step {p.global_step} (epoch {p.epoch}) and saved "
+                f"{path}. Resume with the same command plus trainer.resume=auto (or trainer.resume={path.parent})."
+            )
+        every = self.checkpoint_every_n_steps
+        if every and p.global_step % every == 0 and p.next_batch < per_epoch:
+            self._save(fit)
 
-    def _test(self, model: M.Module, data):
-        outputs, targets = self._predict(model, data, "test")
-        metrics = self._metrics(data.task, outputs, targets)
-        confusion = None
-        if data.task == "classification":
-            confusion = confusion_matrix(outputs.argmax(axis=1), targets, data.num_classes)
-            for index, value in enumerate(per_class_accuracy(confusion)):
-                metrics[f"acc_class_{index}"] = float(value)
-        return metrics, confusion
-
-    @staticmethod
-    def _metrics(task: str, outputs: np.ndarray, targets: np.ndarray) -> Dict[str, float]:
-        return task_metrics(task, outputs, targets)
-
-    def _train_metrics(self, task, losses, outputs, targets) -> Dict[str, float]:
-        """Running loss as the optimiser saw it (weights changing during the epoch)."""
-        target_all = np.concatenate(targets)
-        metrics = {"loss": float(sum(losses) / len(target_all))}
+    def _end_epoch(self, fit: _Fit) -> None:
+        """Validate, log the epoch, checkpoint (``best`` when the monitored metric improved)."""
+        p, task = fit.progress, fit.data.task
+        train = {"loss": p.epoch_loss_sum / max(p.epoch_seen, 1)}
         if task == "classification":
-            metrics["acc"] = float((np.concatenate(outputs).argmax(axis=1) == target_all).mean())
-        return metrics
+            train["acc"] = p.epoch_correct / max(p.epoch_seen, 1)
+        val = self.evaluate(fit.model, fit.data, "val")
+        per_epoch = self._batches_per_epoch(fit.data.num_train_batches())
+        row = {
+            "epoch": float(p.epoch),
+            **{f"train/{k}": v for k, v in train.items()},
+            **{f"val/{k}": v for k, v in val.items()},
+            "lr": self._lr_at(fit.factory, p.epoch - 1 + (per_epoch - 1) / per_epoch),
+            "train/samples_per_s": p.epoch_seen / max(p.epoch_seconds, 1e-9),
+            "train/epoch_seconds": p.epoch_seconds,
+        }
+        p.history.append(row)
+        fit.logger.log_metrics(row, step=p.epoch)
+        score = self._score(row, task)
+        if score > p.best_score:
+            p.best_score, p.best_epoch, p.best_val = score, p.epoch, val
+        p.train_seconds += p.epoch_seconds
+        p.train_samples += p.epoch_seen
+        p.start_epoch(p.epoch + 1)
+        self._save(fit, score=score)
+
+    def _save(self, fit: _Fit, score: Optional[float] = None) -> Path:
+        arrays, meta = capture(fit.model, fit.optimizer, fit.progress)
+        meta.update(fit.run_meta)
+        return fit.store.save(fit.progress.global_step, arrays, meta, score)
+
+    def _resume(self, model: M.Module, optimizer) -> Progress:
+        checkpoint = load_checkpoint(self.resume)
+        progress = restore(checkpoint, model, optimizer)
+        print(f"resumed from {checkpoint.path}: epoch {progress.epoch}, step {progress.global_step}")
+        return progress
+
+    # --- small pieces ---------------------------------------------------------------------------
+    def _lr_at(self, factory: OptimizerFactory, progress: float) -> float:
+        return factory.lr * factory.schedule.factor(progress, self.max_epochs)
 
     def _score(self, row: Dict[str, float], task: str) -> float:
+        """The monitored metric, signed so that higher is better."""
         metric, mode = self.monitored(task)
         if metric not in row:
             raise KeyError(f"trainer.monitor={metric!r} is not a logged metric; have {sorted(row)}")
@@ -233,7 +245,6 @@ class Trainer:
         return tqdm(limited, total=total, desc=f"epoch {epoch}/{self.max_epochs}", leave=False)
 
     @staticmethod
-    def _show(bar, loss: float, seen: int, epoch_start: float) -> None:
+    def _show(bar, loss: float, rate: float) -> None:
         if isinstance(bar, tqdm):
-            rate = seen / max(time.perf_counter() - epoch_start, 1e-9)
             bar.set_postfix(loss=f"{loss:.4f}", samples_s=f"{rate:.0f}", refresh=False)
