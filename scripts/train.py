@@ -9,6 +9,7 @@ Returns the best validation value of the monitored metric (``trainer.monitor``),
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Dict
 
 import hydra
@@ -22,6 +23,7 @@ from mgelab.tracking.params import flatten
 from mgelab.tracking.provenance import git_commit
 from mgelab.train import seed_everything
 from mgelab.train.device import select_device
+from mgelab.train.resume import resume_target, stored_meta
 
 
 def run_tags(cfg: DictConfig) -> Dict[str, Any]:
@@ -47,16 +49,23 @@ def train(cfg: DictConfig) -> float:
     seed_everything(cfg.seed)
     # Before any model is built: parameters live on the device that was default then.
     select_device(cfg.trainer.device)
-    logger = instantiate(cfg.logger)
+    resume = resume_target(cfg.trainer.resume, Path(cfg.paths.output_dir), cfg.run_name)
+    # A resumed run continues the tracking run its checkpoint names.
+    run_id = stored_meta(resume).get("tracking_run_id") if resume else None
+    logger = instantiate(cfg.logger, **({"run_id": run_id} if run_id and "tracking_uri" in cfg.logger else {}))
+    config = OmegaConf.to_container(cfg, resolve=True)
     with logger:
-        # First, so that a run failing while loading data still says what it was.
-        logger.set_tags(run_tags(cfg))
-        logger.log_params(flatten(OmegaConf.to_container(cfg, resolve=True)))
+        if run_id is None:
+            # First, so that a run failing while loading data still says what it was.
+            logger.set_tags(run_tags(cfg))
+            logger.log_params(flatten(config))
+        else:
+            logger.set_tags({"resumed_from": str(resume)})
         data = instantiate(cfg.data)
         model = instantiate(
             cfg.model, input_shape=data.input_shape, num_outputs=data.num_outputs, task=data.task
         )
-        trainer = instantiate(cfg.trainer)
+        trainer = instantiate(cfg.trainer, resume=str(resume) if resume else None)
         result = run_experiment(
             model=model,
             data=data,
@@ -65,6 +74,7 @@ def train(cfg: DictConfig) -> float:
             logger=logger,
             run_dir=cfg.paths.run_dir,
             config_yaml=OmegaConf.to_yaml(cfg, resolve=True),
+            run_meta={"tracking_run_id": getattr(logger, "run_id", None), "config": config},
         )
     monitored = trainer.monitored(data.task)[0]
     best_value = result.history[result.best_epoch - 1][monitored]
