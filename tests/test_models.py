@@ -19,6 +19,7 @@ from megengine.autodiff import GradManager
 from mgelab.models import create_model, list_models, model_spec, models_for
 from mgelab.models.init import INIT_SCHEMES, apply_init
 from mgelab.models.resnet import DEPTHS
+from mgelab.nn import Conv2d
 
 MODELS = list_models()
 
@@ -52,6 +53,7 @@ def takes_dropout(name: str) -> bool:
 # Decided at collection from the built models, so a new model with BN or dropout is covered.
 BN_MODELS = [name for name in MODELS if batchnorms(build(name, 2))]
 DROPOUT_MODELS = [name for name in MODELS if takes_dropout(name)]
+CONV_MODELS = [name for name in MODELS if any(isinstance(m, Conv2d) for m in build(name, 2).modules())]
 
 
 def test_registry_lists_the_models():
@@ -155,7 +157,8 @@ def test_mismatch_names_model_and_data_shape(name, shape, task, reason):
 
 
 def test_models_for_filters_by_task_and_shape():
-    assert models_for((8,), "regression") == ["linear_regression"]
+    assert models_for((8,), "regression") == ["linear_regression", "mlp"]
+    assert "cnn" not in models_for((8,), "regression")
     assert "lenet" not in models_for((1, 28, 28)) and "resnet" in models_for((1, 28, 28))
     assert {"lenet", "resnet", "cnn"} <= set(models_for((3, 32, 32)))
 
@@ -232,3 +235,28 @@ def test_zero_init_linear_starts_at_uniform_prediction():
 def test_zero_init_linear_regression_predicts_zero_from_features():
     model = create_model("linear_regression", input_shape=(8,), num_outputs=1, task="regression")
     assert model(mge.tensor(np.ones((3, 8), "float32"))).numpy().tolist() == [[0.0]] * 3
+
+
+def outputs_and_grads(model: M.Module, x: mge.Tensor, name: str):
+    gm = GradManager().attach(model.parameters())
+    with gm:
+        out = model(x)
+        gm.backward(task_loss(name, out))
+    return out.numpy(), {key: p.grad.numpy() for key, p in model.named_parameters()}
+
+
+@pytest.mark.parametrize("name", CONV_MODELS)
+def test_conv_impls_agree_on_outputs_and_gradients(name):
+    assert {"cnn", "lenet", "resnet"} <= set(CONV_MODELS)
+    native = build(name, 5, init="msra", conv_impl="native")
+    fast = build(name, 5, conv_impl="fast")
+    fast.load_state_dict(native.state_dict())
+    x = batch(name, 3, seed=3)
+    out_native, grads_native = outputs_and_grads(native, x, name)
+    out_fast, grads_fast = outputs_and_grads(fast, x, name)
+    np.testing.assert_allclose(out_fast, out_native, rtol=1e-4, atol=1e-5)
+    assert grads_fast.keys() == grads_native.keys()
+    for key, expected in grads_native.items():
+        # float32 with a different summation order: tolerance relative to each gradient's scale
+        scale = float(np.abs(expected).max()) or 1.0
+        np.testing.assert_allclose(grads_fast[key], expected, rtol=1e-4, atol=1e-4 * scale, err_msg=key)

@@ -10,6 +10,7 @@ import megengine.module as M
 from mgelab.models.init import apply_init
 from mgelab.models.layers import make_activation
 from mgelab.models.registry import register_model
+from mgelab.nn import Conv2d
 
 
 class CNN(M.Module):
@@ -22,13 +23,14 @@ class CNN(M.Module):
         activation: str = "relu",
         dropout: float = 0.0,
         init: str = "msra",
+        conv_impl: str = "auto",
     ) -> None:
         super().__init__()
         in_channels, height, width = (int(s) for s in input_shape)
         blocks = []
         for out_channels in channels:
             blocks += [
-                M.Conv2d(in_channels, int(out_channels), 3, padding=1),
+                Conv2d(in_channels, int(out_channels), 3, padding=1, impl=conv_impl),
                 make_activation(activation),
                 M.MaxPool2d(2),
             ]

@@ -15,6 +15,7 @@ import megengine.module as M
 from mgelab.models.init import apply_init
 from mgelab.models.layers import make_activation
 from mgelab.models.registry import register_model
+from mgelab.nn import Conv2d
 
 IMAGE_SIZE = 32
 # 32x32 in, two unpadded 5x5 convs and two 2x2 pools: (32 - 4) / 2 = 14, (14 - 4) / 2 = 5.
@@ -39,6 +40,7 @@ class LeNet(M.Module):
         num_outputs: int,
         activation: str = "relu",
         init: str = "default",
+        conv_impl: str = "auto",
     ) -> None:
         super().__init__()
         problem = check_lenet_input(tuple(int(s) for s in input_shape))
@@ -46,10 +48,10 @@ class LeNet(M.Module):
             raise ValueError(f"model 'lenet' cannot take data of shape {tuple(input_shape)}: {problem}")
         in_channels = int(input_shape[0])
         self.features = M.Sequential(
-            M.Conv2d(in_channels, 6, 5),
+            Conv2d(in_channels, 6, 5, impl=conv_impl),
             make_activation(activation),
             M.MaxPool2d(2),
-            M.Conv2d(6, 16, 5),
+            Conv2d(6, 16, 5, impl=conv_impl),
             make_activation(activation),
             M.MaxPool2d(2),
         )

@@ -21,6 +21,7 @@ import megengine.module as M
 
 from mgelab.models.init import apply_init
 from mgelab.models.registry import register_model
+from mgelab.nn import Conv2d
 
 DEPTHS = (20, 32, 56)
 SHORTCUTS = ("projection", "zero_pad")
@@ -43,17 +44,19 @@ class ZeroPadShortcut(M.Module):
 class BasicBlock(M.Module):
     """conv3x3-BN-ReLU-conv3x3-BN, plus the shortcut, then ReLU (the paper's post-activation block)."""
 
-    def __init__(self, in_channels: int, out_channels: int, stride: int, shortcut: str) -> None:
+    def __init__(
+        self, in_channels: int, out_channels: int, stride: int, shortcut: str, conv_impl: str = "auto"
+    ) -> None:
         super().__init__()
-        self.conv1 = M.Conv2d(in_channels, out_channels, 3, stride=stride, padding=1, bias=False)
+        self.conv1 = Conv2d(in_channels, out_channels, 3, stride=stride, padding=1, bias=False, impl=conv_impl)
         self.bn1 = M.BatchNorm2d(out_channels)
-        self.conv2 = M.Conv2d(out_channels, out_channels, 3, padding=1, bias=False)
+        self.conv2 = Conv2d(out_channels, out_channels, 3, padding=1, bias=False, impl=conv_impl)
         self.bn2 = M.BatchNorm2d(out_channels)
         self.shortcut = None  # identity when the shape is unchanged
         if stride != 1 or in_channels != out_channels:
             if shortcut == "projection":
                 self.shortcut = M.Sequential(
-                    M.Conv2d(in_channels, out_channels, 1, stride=stride, bias=False),
+                    Conv2d(in_channels, out_channels, 1, stride=stride, bias=False, impl=conv_impl),
                     M.BatchNorm2d(out_channels),
                 )
             else:
@@ -75,6 +78,7 @@ class ResNet(M.Module):
         depth: int = 20,
         shortcut: str = "projection",
         init: str = "msra",
+        conv_impl: str = "auto",
     ) -> None:
         super().__init__()
         if depth not in DEPTHS:
@@ -84,7 +88,7 @@ class ResNet(M.Module):
         blocks_per_stage = (depth - 2) // 6
         self.depth = depth
         self.stem = M.Sequential(
-            M.Conv2d(int(input_shape[0]), STAGE_CHANNELS[0], 3, padding=1, bias=False),
+            Conv2d(int(input_shape[0]), STAGE_CHANNELS[0], 3, padding=1, bias=False, impl=conv_impl),
             M.BatchNorm2d(STAGE_CHANNELS[0]),
             M.ReLU(),
         )
@@ -94,7 +98,7 @@ class ResNet(M.Module):
             for index in range(blocks_per_stage):
                 # Downsample at the first block of every stage but the first.
                 stride = 2 if stage > 0 and index == 0 else 1
-                blocks.append(BasicBlock(in_channels, out_channels, stride, shortcut))
+                blocks.append(BasicBlock(in_channels, out_channels, stride, shortcut, conv_impl))
                 in_channels = out_channels
         self.blocks = M.Sequential(*blocks)
         self.fc = M.Linear(in_channels, num_outputs)
