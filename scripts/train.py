@@ -17,10 +17,12 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-import mgelab.config  # noqa: F401  (registers the resolvers conf/ uses)
+import mgelab.config  # noqa: F401  (registers the resolvers and schemas conf/ uses)
+from mgelab.config.validate import validate_config
 from mgelab.experiment import run_experiment
 from mgelab.tracking.params import flatten
 from mgelab.tracking.provenance import git_commit
+from mgelab.tracking.sweep_job import current_job, skip_finished
 from mgelab.train import seed_everything
 from mgelab.train.device import select_device
 from mgelab.train.resume import resume_target, stored_meta
@@ -39,9 +41,9 @@ def run_tags(cfg: DictConfig) -> Dict[str, Any]:
         "hydra/overrides": " ".join(hydra_cfg.overrides.task) or "(none)",
         "hydra/run_dir": hydra_cfg.runtime.output_dir,
     }
-    if hydra_cfg.mode is not None and hydra_cfg.mode.name == "MULTIRUN":
-        tags["hydra/job_num"] = hydra_cfg.job.num
-        tags["hydra/sweep_id"] = hydra_cfg.sweep.dir
+    job = current_job(cfg)
+    if job is not None:  # a multirun job: sweep id, job number and key, child of the sweep's run
+        tags.update(job.tags())
     return tags
 
 
@@ -61,6 +63,7 @@ def train(cfg: DictConfig) -> float:
             logger.log_params(flatten(config))
         else:
             logger.set_tags({"resumed_from": str(resume)})
+        validate_config(cfg)  # before anything is built; a bad value ends the tracked run as FAILED
         data = instantiate(cfg.data)
         model = instantiate(
             cfg.model, input_shape=data.input_shape, num_outputs=data.num_outputs, task=data.task
@@ -90,7 +93,9 @@ def train(cfg: DictConfig) -> float:
 
 @hydra.main(config_path="../conf", config_name="train", version_base="1.3")
 def main(cfg: DictConfig) -> float:
-    return train(cfg)
+    # sweep.skip_finished=true: a job that finished in an earlier sweep returns its stored value.
+    stored = skip_finished(cfg)
+    return stored if stored is not None else train(cfg)
 
 
 if __name__ == "__main__":

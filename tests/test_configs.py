@@ -8,6 +8,7 @@ import pytest
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
+from mgelab.config.validate import validate_config
 from mgelab.models import model_spec
 from mgelab.tracking.base import NullLogger
 from mgelab.train import LRSchedule, OptimizerFactory, Trainer
@@ -112,28 +113,37 @@ def test_experiments_resolve_and_instantiate(compose_cfg, name):
     assert expected.startswith("# Expected:"), f"{name}.yaml: expected result and time second"
 
 
+def full_message(error: BaseException) -> str:
+    """An error and its causes: Hydra wraps OmegaConf's message about the value."""
+    parts = []
+    while error is not None:
+        parts.append(str(error))
+        error = error.__cause__ or error.__context__
+    return "\n".join(parts)
+
+
 @pytest.mark.parametrize(
-    "override, key",
+    "override, key, allowed",
     [
-        ("optim.lr=0", "optim.lr"),
-        ("optim.name=rmsprop", "optim.name"),
-        ("trainer.max_epochs=0", "trainer.max_epochs"),
-        ("model.activation=swish", "model.activation"),
-        ("model.name=transformer", "model.name"),
-        ("trainer.device=tpu", "trainer.device"),
+        ("optim.lr=0", "optim.lr", "> 0"),
+        ("optim.lr=fast", "optim.lr", "float"),
+        ("optim.name=rmsprop", "optim.name", "sgd, adam, adamw"),
+        ("optim/schedule=cosine optim.schedule.kind=linear", "optim.schedule.kind", "none, step, cosine"),
+        ("trainer.max_epochs=0", "trainer.max_epochs", ">= 1"),
+        ("trainer.max_epochs=ten", "trainer.max_epochs", "int"),
+        ("trainer.device=tpu", "trainer.device", "cpu, gpu, auto"),
+        ("data.batch_size=0", "data.batch_size", "> 0"),
+        ("data.val_size=1.5", "data.val_size", "fraction"),
+        ("model.activation=swish", "model.activation", "relu"),
+        ("model.name=transformer", "model.name", "mlp"),
     ],
 )
-def test_bad_values_name_the_key(compose_cfg, override, key):
-    cfg = compose_cfg(SMALL_DATA + [override])
-    data = instantiate(cfg.data)
+def test_bad_values_fail_before_anything_is_built(compose_cfg, override, key, allowed):
+    """Types and choices fail while composing (schemas), ranges right after (validate_config)."""
     with pytest.raises(Exception) as info:
-        instantiate(cfg.optim)
-        instantiate(cfg.trainer)
-        instantiate(cfg.model, input_shape=data.input_shape, num_outputs=data.num_outputs)
-        from mgelab.train.device import select_device
-
-        select_device(cfg.trainer.device)
-    assert key in str(info.value)
+        validate_config(compose_cfg(SMALL_DATA + override.split()))
+    message = full_message(info.value)
+    assert key.split(".")[-1] in message and allowed in message, message
 
 
 @pytest.mark.parametrize("group", ["data", "model", "experiment"])

@@ -1,11 +1,20 @@
-"""Hydra callbacks (``conf/hydra/default.yaml`` lists them)."""
+"""Hydra callbacks (``conf/hydra/default.yaml`` lists them).
+
+MLflow is imported lazily (inside the hooks), so ``logger=none`` runs never load it.
+"""
 
 from __future__ import annotations
 
+import atexit
 import logging
+import os
+from pathlib import Path
+from typing import Any, Dict, Optional
 
 from hydra.experimental.callback import Callback
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
+
+from mgelab.tracking.params import flatten
 
 log = logging.getLogger(__name__)
 
@@ -17,13 +26,122 @@ class PrepareTrackingStore(Callback):
     SQLite file and to insert the same experiment.
     """
 
-    def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        self.prepare(config)
+
+    def prepare(self, config: DictConfig) -> Optional[str]:
+        """The experiment id, or None when the run is not tracked in MLflow."""
         logger_cfg = config.get("logger")
         if logger_cfg is None or "tracking_uri" not in logger_cfg:
-            return
+            return None
         from mgelab.tracking.mlflow_logger import prepare_store
 
         experiment_id = prepare_store(
             logger_cfg.tracking_uri, logger_cfg.experiment_name, logger_cfg.get("artifact_location")
         )
         log.info("MLflow store %s ready, experiment id %s", logger_cfg.tracking_uri, experiment_id)
+        return experiment_id
+
+
+class MlflowSweep(PrepareTrackingStore):
+    """One MLflow parent run per sweep; every job's run becomes its child.
+
+    The parent is created here, in the process that starts the multirun, and its id reaches the
+    jobs through ``on_job_start`` (Hydra hands this object, pickled, to joblib's workers too).
+    Every job reports its outcome to the parent in ``on_job_end``; ``on_multirun_end`` writes
+    the summary and closes the parent. A failing job makes Hydra raise before
+    ``on_multirun_end``, so the same ending is registered with ``atexit`` as well.
+    """
+
+    def __init__(self) -> None:
+        self.tracking_uri: Optional[str] = None
+        self.parent_run_id: Optional[str] = None
+        self._ended = False
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        experiment_id = self.prepare(config)
+        if experiment_id is None:
+            return
+        from mgelab.tracking.mlflow_logger import TrackingStore
+
+        self.tracking_uri = str(config.logger.tracking_uri)
+        store = TrackingStore(self.tracking_uri)
+        self.parent_run_id = store.create_run(experiment_id, _parent_name(config), _parent_tags(config))
+        store.log_params(self.parent_run_id, _parent_params(config))
+        atexit.register(self._end, "Hydra ended the sweep with an error (a failed job, or interrupted)")
+        log.info("MLflow parent run of this sweep: %s", self.parent_run_id)
+
+    def on_job_start(self, config: DictConfig, **kwargs: Any) -> None:
+        if self.parent_run_id is not None:
+            from mgelab.tracking.sweep_job import PARENT_ENV
+
+            os.environ[PARENT_ENV] = self.parent_run_id
+
+    def on_job_end(self, config: DictConfig, job_return: Any = None, **kwargs: Any) -> None:
+        if self.parent_run_id is None or job_return is None:
+            return
+        from mgelab.tracking.mlflow_logger import TrackingStore, error_text
+        from mgelab.tracking.sweep import JOB_TAG_PREFIX, outcome_of
+        from mgelab.tracking.sweep_job import PARENT_ENV
+
+        os.environ.pop(PARENT_ENV, None)
+        try:  # JobReturn.return_value re-raises the job's exception when it failed
+            value, error, status = job_return.return_value, None, "COMPLETED"
+        except Exception as exc:
+            value, error, status = None, error_text(exc), "FAILED"
+        num = int(config.hydra.job.num)
+        outcome = outcome_of(num, list(job_return.overrides or []), status, value, error)
+        TrackingStore(self.tracking_uri).set_tags(self.parent_run_id, {f"{JOB_TAG_PREFIX}{num}": outcome.to_tag()})
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        self._end()
+
+    def _end(self, stopped_early: Optional[str] = None) -> None:
+        """Summarise the jobs on the parent run, close it and print which jobs failed and why."""
+        if self.parent_run_id is None or self._ended:
+            return
+        self._ended = True
+        atexit.unregister(self._end)
+        from mgelab.tracking.mlflow_logger import TrackingStore
+        from mgelab.tracking.sweep import summarize
+
+        store = TrackingStore(self.tracking_uri)
+        summary = summarize(store, self.parent_run_id)
+        store.log_metrics(self.parent_run_id, summary.metrics(), step=0)
+        store.set_tags(self.parent_run_id, {**summary.tags(), "sweep/stopped_early": stopped_early or "no"})
+        store.terminate(self.parent_run_id, "FAILED" if stopped_early else summary.status)
+        lines = summary.lines() + ([f"  {stopped_early}"] if stopped_early else [])
+        print("\n".join(lines + [f"  MLflow parent run {self.parent_run_id}"]), flush=True)
+
+
+def _parent_name(config: DictConfig) -> str:
+    name = OmegaConf.select(config, "sweep.name")
+    return str(name) if name else f"sweep {Path(str(config.hydra.sweep.dir)).name}"
+
+
+def _parent_tags(config: DictConfig) -> Dict[str, Any]:
+    from mgelab.tracking.provenance import git_commit
+    from mgelab.tracking.sweep import ROLE_TAG, SWEEP_NAME_TAG
+
+    choices = config.hydra.runtime.choices
+    return {
+        ROLE_TAG: "parent",
+        SWEEP_NAME_TAG: OmegaConf.select(config, "sweep.name") or "(unnamed)",
+        "hydra/sweep_id": str(config.hydra.sweep.dir),
+        "hydra/overrides": " ".join(config.hydra.overrides.task) or "(none)",
+        "sweep/launcher": choices.get("hydra/launcher"),
+        "sweep/sweeper": choices.get("hydra/sweeper"),
+        "git_commit": git_commit(config.paths.root_dir),
+    }
+
+
+def _parent_params(config: DictConfig) -> Dict[str, Any]:
+    """The sweep's overrides (``override.model = linear,mlp,cnn``) and its sweeper/launcher setup."""
+    params: Dict[str, Any] = {}
+    for override in config.hydra.overrides.task:
+        key, _, value = str(override).partition("=")
+        params[f"override.{key}"] = value
+    for node in ("sweeper", "launcher"):
+        settings = OmegaConf.to_container(config.hydra[node], resolve=True)
+        params.update(flatten(settings, prefix=f"hydra.{node}."))
+    return params
