@@ -49,6 +49,7 @@ def validate_config(cfg: DictConfig) -> None:
     for key, ok, allowed in CHECKS:
         value = _get(cfg, key)
         if value is not None and not ok(value):
-            problems.append(f"{key}={value} must be {allowed}")
+            shown = format(value, "g") if isinstance(value, float) else value  # -1.0 was typed as -1
+            problems.append(f"{key}={shown} must be {allowed}")
     if problems:
         raise ConfigValueError("invalid config:\n  " + "\n  ".join(problems))

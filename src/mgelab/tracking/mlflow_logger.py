@@ -1,18 +1,23 @@
-"""The MLflow implementation of the run logger — the only module that imports mlflow.
+"""The MLflow implementation of the run logger and of the store queries — the only module that
+imports mlflow.
 
-It talks to the store through ``MlflowClient`` with an explicit run id rather than the
-fluent ``mlflow.start_run`` stack, so several runs in one process (a Hydra multirun with
-the basic launcher) never see each other's active run.
+It talks to the store through ``MlflowClient`` with explicit run ids rather than the fluent
+``mlflow.start_run`` stack, so several runs in one process (a Hydra multirun with the basic
+launcher, a sweep's parent run beside its jobs) never see each other's active run. Everything
+read back leaves this module as plain ``RunRecord`` values, so callers never touch MLflow types.
 """
 
 from __future__ import annotations
 
+import functools
+import random
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, Iterable, List, Mapping, Optional
+from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, TypeVar
 from urllib.parse import urlparse
 
-from mlflow.entities import Metric, Param, RunTag
+from mlflow.entities import Metric, Param, RunTag, ViewType
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
@@ -24,6 +29,66 @@ EXPERIMENT_KIND_TAG = ("mlflow.experimentKind", "custom_model_development")
 # Per-request limits of MLflow's log_batch.
 MAX_PARAMS_PER_BATCH = 100
 MAX_METRICS_PER_BATCH = 1000
+# A run's failure reason, as a tag (MLflow allows 8000 characters; the head says why).
+ERROR_TAG = "error"
+MAX_ERROR_LENGTH = 2000
+# SQLite has one writer at a time. MLflow gives each session a busy timeout, but a transaction
+# that reads before it writes can still fail at once with "database is locked" (SQLite refuses
+# to wait where waiting could deadlock), so parallel jobs retry such calls with growing pauses.
+RETRY_ATTEMPTS = 10
+RETRY_FIRST_DELAY_S = 0.1
+RETRY_MAX_DELAY_S = 5.0
+
+T = TypeVar("T")
+
+
+def _is_transient(exc: Exception) -> bool:
+    """A locked/busy database (MLflow reports it as TEMPORARILY_UNAVAILABLE), not a real error."""
+    text = str(exc).lower()
+    return getattr(exc, "error_code", "") == "TEMPORARILY_UNAVAILABLE" or "database is locked" in text
+
+
+def with_retries(call: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    delay = RETRY_FIRST_DELAY_S
+    for attempt in range(1, RETRY_ATTEMPTS + 1):
+        try:
+            return call(*args, **kwargs)
+        except Exception as exc:  # MlflowException, or sqlalchemy's OperationalError when connecting
+            if attempt == RETRY_ATTEMPTS or not _is_transient(exc):
+                raise
+            # Jitter, so that two jobs that collided do not collide again on the same beat.
+            time.sleep(delay * (0.5 + random.random()))
+            delay = min(delay * 2, RETRY_MAX_DELAY_S)
+    raise AssertionError("unreachable")
+
+
+class RetryingClient:
+    """``MlflowClient`` whose every call is retried while the database is locked.
+
+    Retrying is safe: a call that hit the lock was rolled back as a whole.
+    """
+
+    def __init__(self, tracking_uri: str) -> None:
+        self._client = with_retries(MlflowClient, tracking_uri)
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self._client, name)
+        return functools.partial(with_retries, attr) if callable(attr) else attr
+
+
+@dataclass
+class RunRecord:
+    """A run as read back from the store: plain values, latest value of every metric."""
+
+    run_id: str
+    name: str
+    experiment_id: str
+    status: str
+    start_time: Optional[int]
+    end_time: Optional[int]
+    params: Dict[str, str] = field(default_factory=dict)
+    metrics: Dict[str, float] = field(default_factory=dict)
+    tags: Dict[str, str] = field(default_factory=dict)
 
 
 def sqlite_path(tracking_uri: str) -> Optional[Path]:
@@ -42,7 +107,7 @@ def prepare_store(tracking_uri: str, experiment_name: str, artifact_location: Op
     db_file = sqlite_path(tracking_uri)
     if db_file is not None:
         db_file.parent.mkdir(parents=True, exist_ok=True)
-    client = MlflowClient(tracking_uri)
+    client = RetryingClient(tracking_uri)
     existing = client.get_experiment_by_name(experiment_name)
     if existing is not None:
         return existing.experiment_id
@@ -61,6 +126,73 @@ def prepare_store(tracking_uri: str, experiment_name: str, artifact_location: Op
         return found.experiment_id
 
 
+class TrackingStore:
+    """Runs of one store addressed by id: a sweep's parent run, queries for reports."""
+
+    def __init__(self, tracking_uri: str) -> None:
+        self.tracking_uri = tracking_uri
+        self.client = RetryingClient(tracking_uri)
+
+    def create_run(self, experiment_id: str, run_name: Optional[str], tags: Mapping[str, Any]) -> str:
+        return self.client.create_run(experiment_id, run_name=run_name, tags=_str_dict(tags)).info.run_id
+
+    def log_params(self, run_id: str, params: Mapping[str, Any]) -> None:
+        entries = [Param(*fit_param(k, v)) for k, v in params.items()]
+        for chunk in _chunks(entries, MAX_PARAMS_PER_BATCH):
+            self.client.log_batch(run_id, params=chunk)
+
+    def log_metrics(self, run_id: str, metrics: Mapping[str, float], step: int) -> None:
+        now = int(time.time() * 1000)
+        entries = [Metric(k, float(v), now, int(step)) for k, v in metrics.items()]
+        for chunk in _chunks(entries, MAX_METRICS_PER_BATCH):
+            self.client.log_batch(run_id, metrics=chunk)
+
+    def set_tags(self, run_id: str, tags: Mapping[str, Any]) -> None:
+        entries = [RunTag(k, v) for k, v in _str_dict(tags).items()]
+        for chunk in _chunks(entries, MAX_PARAMS_PER_BATCH):
+            self.client.log_batch(run_id, tags=chunk)
+
+    def log_artifact(self, run_id: str, path: Path | str, artifact_path: Optional[str] = None) -> None:
+        self.client.log_artifact(run_id, str(path), artifact_path)
+
+    def terminate(self, run_id: str, status: str) -> None:
+        self.client.set_terminated(run_id, status)
+
+    def reopen(self, run_id: str) -> None:
+        self.client.update_run(run_id, status="RUNNING")
+
+    def experiment_id(self, name: str) -> Optional[str]:
+        found = self.client.get_experiment_by_name(name)
+        return None if found is None else found.experiment_id
+
+    def experiment_ids(self) -> List[str]:
+        return [e.experiment_id for e in self.client.search_experiments(view_type=ViewType.ACTIVE_ONLY)]
+
+    def get_run(self, run_id: str) -> RunRecord:
+        return _record(self.client.get_run(run_id))
+
+    def search(
+        self, experiment_ids: Sequence[str], filter_string: str = "", order_by: Optional[List[str]] = None,
+        max_results: Optional[int] = None,
+    ) -> List[RunRecord]:
+        """Active runs matching an MLflow filter (e.g. ``tags.model = 'mlp'``), page by page."""
+        records: List[RunRecord] = []
+        token = None
+        while max_results is None or len(records) < max_results:
+            page = self.client.search_runs(
+                list(experiment_ids), filter_string, ViewType.ACTIVE_ONLY, 1000, order_by, token
+            )
+            records.extend(_record(run) for run in page)
+            token = page.token
+            if not token:
+                break
+        return records if max_results is None else records[:max_results]
+
+    def metric_history(self, run_id: str, key: str) -> List[Tuple[int, float]]:
+        """``(step, value)`` of every logged value, in step order."""
+        return sorted((m.step, m.value) for m in self.client.get_metric_history(run_id, key))
+
+
 class MLflowLogger(LoggerContext):
     def __init__(
         self,
@@ -69,38 +201,66 @@ class MLflowLogger(LoggerContext):
         run_name: Optional[str] = None,
         artifact_location: Optional[str] = None,
         tags: Optional[Mapping[str, Any]] = None,
+        run_id: Optional[str] = None,
     ) -> None:
         self.tracking_uri = tracking_uri
         experiment_id = prepare_store(tracking_uri, experiment_name, artifact_location)
-        self.client = MlflowClient(tracking_uri)
-        run = self.client.create_run(experiment_id, run_name=run_name, tags=_str_dict(tags or {}))
-        self.run_id = run.info.run_id
+        self.store = TrackingStore(tracking_uri)
+        self.client = self.store.client
+        if run_id:  # a resumed training continues the run its checkpoint names
+            self.store.reopen(run_id)
+            self.run_id = run_id
+        else:
+            self.run_id = self.store.create_run(experiment_id, run_name, tags or {})
         self.experiment_id = experiment_id
         self._closed = False
 
     def log_params(self, params: Mapping[str, Any]) -> None:
-        entries = [Param(*fit_param(k, v)) for k, v in params.items()]
-        for chunk in _chunks(entries, MAX_PARAMS_PER_BATCH):
-            self.client.log_batch(self.run_id, params=chunk)
+        self.store.log_params(self.run_id, params)
 
     def log_metrics(self, metrics: Mapping[str, float], step: int) -> None:
-        now = int(time.time() * 1000)
-        entries = [Metric(k, float(v), now, int(step)) for k, v in metrics.items()]
-        for chunk in _chunks(entries, MAX_METRICS_PER_BATCH):
-            self.client.log_batch(self.run_id, metrics=chunk)
+        self.store.log_metrics(self.run_id, metrics, step)
 
     def log_artifact(self, path: Path | str, artifact_path: Optional[str] = None) -> None:
-        self.client.log_artifact(self.run_id, str(path), artifact_path)
+        self.store.log_artifact(self.run_id, path, artifact_path)
 
     def set_tags(self, tags: Mapping[str, Any]) -> None:
-        entries = [RunTag(k, v) for k, v in _str_dict(tags).items()]
-        for chunk in _chunks(entries, MAX_PARAMS_PER_BATCH):
-            self.client.log_batch(self.run_id, tags=chunk)
+        self.store.set_tags(self.run_id, tags)
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        # A FAILED run says why, in the UI and for the sweep summary.
+        try:
+            if exc is not None and not self._closed and not isinstance(exc, KeyboardInterrupt):
+                self.set_tags({ERROR_TAG: error_text(exc)})
+        finally:
+            super().__exit__(exc_type, exc, tb)
 
     def close(self, status: str = "FINISHED") -> None:
         if not self._closed:
-            self.client.set_terminated(self.run_id, status)
+            self.store.terminate(self.run_id, status)
             self._closed = True
+
+
+def error_text(exc: BaseException) -> str:
+    """``ValueError: optim.lr=-1 must be > 0`` on one line, cut to a tag-sized head."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    text = f"{type(exc).__name__}: {' | '.join(lines)}"
+    return text if len(text) <= MAX_ERROR_LENGTH else text[: MAX_ERROR_LENGTH - 3] + "..."
+
+
+def _record(run: Any) -> RunRecord:
+    info, data = run.info, run.data
+    return RunRecord(
+        run_id=info.run_id,
+        name=info.run_name or "",
+        experiment_id=info.experiment_id,
+        status=info.status,
+        start_time=info.start_time,
+        end_time=info.end_time,
+        params=dict(data.params),
+        metrics=dict(data.metrics),
+        tags=dict(data.tags),
+    )
 
 
 def _str_dict(values: Mapping[str, Any]) -> Dict[str, str]:
