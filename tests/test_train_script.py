@@ -74,7 +74,7 @@ def test_failing_run_is_marked_failed_with_its_config(tmp_path):
     assert "optim.lr=-1 must be > 0" in proc.stderr + proc.stdout
     _, runs = runs_of(tmp_path)
     assert [r.info.status for r in runs] == ["FAILED"]
-    assert runs[0].data.params["optim.lr"] == "-1" and runs[0].data.tags["model"] == "mlp"
+    assert runs[0].data.params["optim.lr"] == "-1.0" and runs[0].data.tags["model"] == "mlp"
 
 
 def test_logger_none_tracks_nothing(tmp_path):
