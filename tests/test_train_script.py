@@ -60,7 +60,9 @@ def test_single_run_is_fully_tracked(tmp_path):
 
 def test_multirun_three_models_one_experiment(tmp_path):
     run_script(tmp_path, "-m", *TINY, "model=linear,mlp,cnn")
-    _, runs = runs_of(tmp_path)
+    _, all_runs = runs_of(tmp_path)
+    runs = [r for r in all_runs if "mlflow.parentRunId" in r.data.tags]
+    assert len(all_runs) == 4  # the sweep's parent run and its three jobs
     assert sorted(r.info.run_name for r in runs) == ["cnn", "linear", "mlp"]
     assert {r.info.status for r in runs} == {"FINISHED"}
     assert sorted(r.data.tags["hydra/job_num"] for r in runs) == ["0", "1", "2"]
