@@ -87,3 +87,18 @@ def test_null_logger_accepts_everything():
         logger.log_metrics({"m": 1.0}, step=1)
         logger.set_tags({"t": "x"})
         assert logger.run_id is None
+
+
+def test_reopened_run_is_running_again_and_skips_logged_steps(store):
+    uri, artifacts = store
+    first = MLflowLogger(uri, "exp", artifact_location=artifacts)
+    for step in (1, 2, 3):
+        first.log_metrics({"val/acc": step / 10}, step=step)
+    first.close("KILLED")
+    with MLflowLogger(uri, "exp", artifact_location=artifacts, run_id=first.run_id) as again:
+        assert MlflowClient(uri).get_run(first.run_id).info.status == "RUNNING"
+        for step in (2, 3, 4):  # a resumed run replays steps 2 and 3 after its checkpoint
+            again.log_metrics({"val/acc": step / 10 + 0.5}, step=step)
+    history = MlflowClient(uri).get_metric_history(first.run_id, "val/acc")
+    assert sorted((m.step, m.value) for m in history) == [(1, 0.1), (2, 0.2), (3, 0.3), (4, 0.9)]
+    assert MlflowClient(uri).get_run(first.run_id).info.status == "FINISHED"

@@ -161,6 +161,11 @@ class TrackingStore:
     def reopen(self, run_id: str) -> None:
         self.client.update_run(run_id, status="RUNNING")
 
+    def last_steps(self, run_id: str) -> Dict[str, int]:
+        """The highest step logged so far for each metric of a run."""
+        keys = self.client.get_run(run_id).data.metrics
+        return {key: max(m.step for m in self.client.get_metric_history(run_id, key)) for key in keys}
+
     def experiment_id(self, name: str) -> Optional[str]:
         found = self.client.get_experiment_by_name(name)
         return None if found is None else found.experiment_id
@@ -207,9 +212,12 @@ class MLflowLogger(LoggerContext):
         experiment_id = prepare_store(tracking_uri, experiment_name, artifact_location)
         self.store = TrackingStore(tracking_uri)
         self.client = self.store.client
+        # A metric step at or below these was logged before a resume: not logged twice.
+        self._logged_through: Dict[str, int] = {}
         if run_id:  # a resumed training continues the run its checkpoint names
             self.store.reopen(run_id)
             self.run_id = run_id
+            self._logged_through = self.store.last_steps(run_id)
         else:
             self.run_id = self.store.create_run(experiment_id, run_name, tags or {})
         self.experiment_id = experiment_id
@@ -219,7 +227,9 @@ class MLflowLogger(LoggerContext):
         self.store.log_params(self.run_id, params)
 
     def log_metrics(self, metrics: Mapping[str, float], step: int) -> None:
-        self.store.log_metrics(self.run_id, metrics, step)
+        fresh = {k: v for k, v in metrics.items() if step > self._logged_through.get(k, -1)}
+        if fresh:
+            self.store.log_metrics(self.run_id, fresh, step)
 
     def log_artifact(self, path: Path | str, artifact_path: Optional[str] = None) -> None:
         self.store.log_artifact(self.run_id, path, artifact_path)
