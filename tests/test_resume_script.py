@@ -77,3 +77,20 @@ def test_sigkill_then_resume_matches_uninterrupted(tmp_path):
     for key in ("step/train_loss", "val/acc"):
         steps = [m.step for m in client.get_metric_history(resumed.info.run_id, key)]
         assert len(steps) == len(set(steps)), f"{key} has repeated steps"
+
+
+def test_sigterm_saves_marks_killed_and_says_how_to_resume(tmp_path):
+    proc = start(tmp_path, tmp_path / "runs" / "first_mlp")
+    checkpoints = tmp_path / "runs" / "first_mlp" / "checkpoints"
+    deadline = time.time() + 300
+    while not (checkpoints / "last.json").is_file() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode not in (0, None)
+    assert "SIGTERM received" in stderr and "trainer.resume=auto" in stderr
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    runs = client.search_runs([client.get_experiment_by_name("synthetic").experiment_id])
+    assert [r.info.status for r in runs] == ["KILLED"]
+    saved = load_checkpoint(checkpoints)
+    assert saved.meta["tracking_run_id"] == runs[0].info.run_id

@@ -92,7 +92,7 @@ def load_checkpoint(path: Path | str, *, trust_pickle: bool = False) -> Checkpoi
         if not trust_pickle:
             raise CheckpointError(
                 f"{path} is a pickle, which can run arbitrary code when loaded; mgelab refuses it. "
-                "If you trust its origin, pass trust_pickle=True (trainer.trust_pickle=true): only plain "
+                "If you trust its origin, load it with load_checkpoint(path, trust_pickle=True): only plain "
                 "containers of numpy arrays will be accepted from it."
             )
         return Checkpoint(load_pickle_checkpoint(path), {"source": "pickle"}, path)
