@@ -95,13 +95,15 @@ class MlflowSweep(PrepareTrackingStore):
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         self._end()
+        # Here, not inside _end: a callback that unregisters itself while atexit runs it crashes
+        # some CPython versions (bpo-46025).
+        atexit.unregister(self._end)
 
     def _end(self, stopped_early: Optional[str] = None) -> None:
         """Summarise the jobs on the parent run, close it and print which jobs failed and why."""
         if self.parent_run_id is None or self._ended:
             return
         self._ended = True
-        atexit.unregister(self._end)
         from mgelab.tracking.mlflow_logger import TrackingStore
         from mgelab.tracking.sweep import summarize
 
@@ -109,7 +111,9 @@ class MlflowSweep(PrepareTrackingStore):
         summary = summarize(store, self.parent_run_id)
         store.log_metrics(self.parent_run_id, summary.metrics(), step=0)
         store.set_tags(self.parent_run_id, {**summary.tags(), "sweep/stopped_early": stopped_early or "no"})
-        store.terminate(self.parent_run_id, "FAILED" if stopped_early else summary.status)
+        # FAILED when Hydra raised (with the basic and joblib launchers: any job failed) or no job
+        # reported; a sweep Hydra completed is FINISHED, its tolerated failures counted in sweep/failed.
+        store.terminate(self.parent_run_id, "FAILED" if stopped_early or not summary.outcomes else "FINISHED")
         lines = summary.lines() + ([f"  {stopped_early}"] if stopped_early else [])
         print("\n".join(lines + [f"  MLflow parent run {self.parent_run_id}"]), flush=True)
 

@@ -1,0 +1,118 @@
+"""A side-by-side table of tracked runs (``scripts/compare.py``): one row per run, as Markdown and
+CSV. Works on plain run records and metric histories; the MLflow reads are in ``mgelab.tracking``."""
+
+from __future__ import annotations
+
+import csv
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
+
+from mgelab.tracking.sweep import identity_overrides, varying_overrides
+
+History = List[Tuple[int, float]]
+
+
+@dataclass
+class CompareSpec:
+    """Which metrics the report is about (``conf/compare.yaml``)."""
+
+    metric: str = "val/acc"  # per epoch: best value and the overlaid curves
+    mode: str = "max"  # what "best" means for ``metric``
+    test_metric: str = "test/acc"
+    loss_metric: str = "step/train_loss"  # per step
+
+
+@dataclass
+class RunData:
+    """One run and the histories the report draws."""
+
+    run: Any  # mgelab.tracking.mlflow_logger.RunRecord
+    metric_history: History
+    loss_history: History
+    label: str = ""
+
+
+def gather(store: Any, runs: Sequence[Any], spec: CompareSpec) -> List[RunData]:
+    """Fetch each run's per-epoch metric and per-step loss; label runs by what sets them apart."""
+    overrides = [identity_overrides(_overrides(r)) for r in runs]
+    labels = [" ".join(o) or r.name for o, r in zip(varying_overrides(overrides), runs)]
+    return [
+        RunData(
+            run=run,
+            metric_history=store.metric_history(run.run_id, spec.metric),
+            loss_history=store.metric_history(run.run_id, spec.loss_metric),
+            label=label,
+        )
+        for run, label in zip(runs, labels)
+    ]
+
+
+def columns(spec: CompareSpec) -> List[str]:
+    return [
+        "run", "status", "data", "model", "overrides", "params", f"best {spec.metric}",
+        spec.test_metric, "epochs", "wall time s", "samples/s", "run id",
+    ]
+
+
+def table_rows(data: Sequence[RunData], spec: CompareSpec) -> List[Dict[str, Any]]:
+    """One row per run; a value the run never logged (a failed run) is None."""
+    names = columns(spec)
+    rows = []
+    for item in data:
+        run, metrics = item.run, item.run.metrics
+        values = [value for _, value in item.metric_history]
+        best = (max if spec.mode == "max" else min)(values) if values else None
+        params = run.params.get("model_info.num_parameters")
+        epochs = metrics.get("epoch", len(values) or None)
+        cells = [
+            run.name, run.status, run.tags.get("data"), run.tags.get("model"), item.label,
+            int(params) if params else None, best, metrics.get(spec.test_metric),
+            int(epochs) if epochs is not None else None, metrics.get("wall_time_s"),
+            metrics.get("train_samples_per_s"), run.run_id,
+        ]
+        rows.append(dict(zip(names, cells)))
+    return rows
+
+
+def to_markdown(rows: Sequence[Mapping[str, Any]], spec: CompareSpec) -> str:
+    names = columns(spec)
+    lines = ["| " + " | ".join(names) + " |", "|" + "---|" * len(names)]
+    for row in rows:
+        lines.append("| " + " | ".join(_cell(row[n], n).replace("|", "\\|") for n in names) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def write_csv(rows: Sequence[Mapping[str, Any]], spec: CompareSpec, path: Path) -> Path:
+    """Full-precision values (the Markdown table rounds); empty cells for missing values."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=columns(spec))
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({k: "" if v is None else v for k, v in row.items()})
+    return path
+
+
+def output_name(requested: Optional[str], selection_label: str) -> str:
+    """A folder name: the one asked for, else the sweep's or experiment's name, made path-safe."""
+    text = requested or selection_label
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in text) or "runs"
+
+
+# Shown precision per column (the CSV keeps every digit); metrics get 4 decimals.
+COLUMN_DECIMALS = {"wall time s": 1, "samples/s": 0}
+
+
+def _cell(value: Any, column: str = "") -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "–"
+    if isinstance(value, float):
+        return f"{value:.{COLUMN_DECIMALS.get(column, 4)}f}"
+    return str(value)
+
+
+def _overrides(run: Any) -> List[str]:
+    text = run.tags.get("hydra/overrides", "")
+    return [] if text in ("", "(none)") else text.split(" ")

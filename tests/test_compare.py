@@ -1,0 +1,81 @@
+"""scripts/compare.py: the table and plots of a sweep match what MLflow holds."""
+
+from __future__ import annotations
+
+import csv
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+from mgelab.report.compare import CompareSpec, RunData, output_name, table_rows, to_markdown
+from mgelab.tracking.mlflow_logger import RunRecord
+from test_train_script import ROOT, run_script
+
+TINY = ["data=synthetic", "epochs=2", "trainer.progress_bar=false", "trainer.log_every_n_steps=2"]
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def run_compare(out: Path, *args: str) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    cmd = [sys.executable, str(ROOT / "scripts" / "compare.py"), *args, f"paths.output_dir={out}"]
+    proc = subprocess.run(cmd, cwd=out, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, f"{' '.join(cmd)}:\n{proc.stdout[-2000:]}\n{proc.stderr[-3000:]}"
+    return proc
+
+
+def record(name: str, status: str = "FINISHED", **metrics: float) -> RunRecord:
+    return RunRecord(run_id=f"id_{name}", name=name, experiment_id="1", status=status, start_time=0,
+                     end_time=0, params={"model_info.num_parameters": "10"}, metrics=dict(metrics),
+                     tags={"data": "d", "model": name})
+
+
+def test_rows_take_best_by_mode_and_leave_missing_values_empty():
+    spec = CompareSpec(metric="val/loss", mode="min", test_metric="test/loss")
+    data = [
+        RunData(record("a", epoch=2.0, **{"test/loss": 0.3}), [(1, 0.9), (2, 0.4)], [], "lr=0.1"),
+        RunData(record("b", status="FAILED"), [], [], "lr=-1"),
+    ]
+    rows = table_rows(data, spec)
+    assert rows[0]["best val/loss"] == 0.4 and rows[0]["test/loss"] == 0.3 and rows[0]["epochs"] == 2
+    assert rows[1]["best val/loss"] is None and rows[1]["status"] == "FAILED"
+    table = to_markdown(rows, spec).splitlines()
+    assert table[0].startswith("| run | status |") and "| b | FAILED |" in table[3]
+    assert "| 0.4000 |" in table[2] and table[3].count("–") >= 5
+    assert output_name(None, "sweep 2026-01-01_10-00-00") == "sweep_2026-01-01_10-00-00"
+
+
+def test_compare_a_sweep_matches_mlflow(tmp_path):
+    run_script(tmp_path, "-m", *TINY, "model=linear,mlp")
+    proc = run_compare(tmp_path, "sweep=latest", "name=two_models")
+    out = tmp_path / "compare" / "two_models"
+    names = {"runs.md", "runs.csv", "val_acc_by_epoch.png", "step_train_loss_by_step.png", "test_acc.png"}
+    assert names <= {p.name for p in out.iterdir()}
+    for png in out.glob("*.png"):
+        assert png.read_bytes()[:8] == PNG_MAGIC and png.stat().st_size > 5000, png
+    assert "| linear | FINISHED | synthetic | linear | model=linear |" in proc.stdout
+
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    rows = list(csv.DictReader((out / "runs.csv").open()))
+    assert [r["model"] for r in rows] == ["linear", "mlp"], "jobs in job order"
+    for row in rows:
+        run = client.get_run(row["run id"])
+        history = client.get_metric_history(run.info.run_id, "val/acc")
+        assert float(row["best val/acc"]) == pytest.approx(max(m.value for m in history))
+        assert float(row["test/acc"]) == pytest.approx(run.data.metrics["test/acc"])
+        assert int(row["params"]) == int(run.data.params["model_info.num_parameters"])
+        assert float(row["wall time s"]) == pytest.approx(run.data.metrics["wall_time_s"])
+        assert float(row["samples/s"]) == pytest.approx(run.data.metrics["train_samples_per_s"])
+        assert int(row["epochs"]) == 2 and row["overrides"] == f"model={row['model']}"
+
+    parent_id = client.get_run(rows[0]["run id"]).data.tags["mlflow.parentRunId"]
+    logged = {a.path for a in client.list_artifacts(parent_id, "compare")}
+    assert {f"compare/{n}" for n in names} == logged
+
+    # The same store, selected by experiment and tag filter instead.
+    run_compare(tmp_path, "experiment_name=synthetic", "filter=\"tags.model = 'mlp'\"", "name=only_mlp")
+    only = list(csv.DictReader((tmp_path / "compare" / "only_mlp" / "runs.csv").open()))
+    assert [r["model"] for r in only] == ["mlp"]
