@@ -36,5 +36,6 @@ def test_default_epochs_reach_the_promised_accuracy(tmp_path, model, floor):
 def test_cnn_runs_a_few_real_batches(tmp_path):
     # Convolutions are slow on MegEngine's CPU path: a smoke run, not an accuracy check.
     _, run = train_and_read(tmp_path, "model=cnn", "trainer.max_epochs=1", "trainer.limit_train_batches=20")
-    assert 0.0 <= run.data.metrics["test/acc"] <= 1.0
-    assert run.data.metrics["train/loss"] < 2.3  # below chance-level cross entropy, ln(10)
+    # 20 steps are enough to be well above chance (10 classes) on data the model never trained on.
+    assert run.data.metrics["val/acc"] > 0.3 and run.data.metrics["test/acc"] > 0.3
+    assert run.data.metrics["val/loss"] < 2.3  # below chance-level cross entropy, ln(10)
