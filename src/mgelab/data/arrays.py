@@ -34,21 +34,33 @@ class Split:
         return len(self.inputs)
 
 
-def carve_validation(split: Split, val_size: float | int, seed: int) -> Tuple[Split, Split]:
+def carve_validation(
+    split: Split, val_size: float | int, seed: int, key: str = "data.val_size"
+) -> Tuple[Split, Split]:
     """Split a training set into (train, val) with a seeded permutation.
 
-    ``val_size`` below 1 is a fraction of the training set; 1 or more is a count.
+    ``val_size`` below 1 is a fraction of the training set; 1 or more is a count. ``key`` names
+    the setting in the error message.
     """
     n = len(split)
     n_val = int(round(val_size * n)) if 0 < val_size < 1 else int(val_size)
     if not 0 <= n_val < n:
-        raise ValueError(f"data.val_size={val_size} leaves no training data out of {n} samples")
+        raise ValueError(f"{key}={val_size} leaves no training data out of {n} samples")
     order = np.random.default_rng(seed).permutation(n)
     val_idx, train_idx = np.sort(order[:n_val]), np.sort(order[n_val:])
     return (
         Split(split.inputs[train_idx], split.targets[train_idx]),
         Split(split.inputs[val_idx], split.targets[val_idx]),
     )
+
+
+def hold_out_test(whole: Split, test_size: float | int, seed: int) -> Dict[str, Split]:
+    """{"train", "test"} from one table, for datasets published without a test split.
+
+    ``seed + 1``: the data module carves val from the rest with ``seed``; test gets its own stream.
+    """
+    rest, test = carve_validation(whole, test_size, seed + 1, key="data.test_size")
+    return {"train": rest, "test": test}
 
 
 class ArrayDataModule:

@@ -13,7 +13,7 @@ from typing import Dict, Tuple
 
 import numpy as np
 
-from mgelab.data.arrays import Split, carve_validation
+from mgelab.data.arrays import Split, hold_out_test
 from mgelab.data.errors import DataError
 from mgelab.data.fetch import RemoteFile
 from mgelab.data.remote import RemoteDataModule, iter_tar_members
@@ -103,10 +103,4 @@ class CaliforniaHousing(RemoteDataModule):
     def load_splits(self) -> Dict[str, Split]:
         features, target = load_california_archive(self.fetch()[ARCHIVE.name])
         whole = Split(features, target)
-        try:
-            # seed + 1: the base class carves val with `seed`; a separate stream for test.
-            rest, test = carve_validation(whole, self.test_size, self.seed + 1)
-        except ValueError:
-            raise ValueError(f"data.test_size={self.test_size} leaves no rows to train on "
-                             f"out of {len(whole)}") from None
-        return {"train": rest, "test": test}
+        return hold_out_test(whole, self.test_size, self.seed)

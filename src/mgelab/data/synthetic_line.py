@@ -11,7 +11,7 @@ from typing import Dict
 
 import numpy as np
 
-from mgelab.data.arrays import ArrayDataModule, Split, carve_validation
+from mgelab.data.arrays import ArrayDataModule, Split, hold_out_test
 
 
 class SyntheticLine(ArrayDataModule):
@@ -61,10 +61,4 @@ class SyntheticLine(ArrayDataModule):
 
     def load_splits(self) -> Dict[str, Split]:
         whole = self.sample()
-        try:
-            # seed + 1: the base class carves val with `seed`; a separate stream for test.
-            rest, test = carve_validation(whole, self.test_size, self.seed + 1)
-        except ValueError:
-            raise ValueError(f"data.test_size={self.test_size} leaves no points to train on "
-                             f"out of {self.size}") from None
-        return {"train": rest, "test": test}
+        return hold_out_test(whole, self.test_size, self.seed)
