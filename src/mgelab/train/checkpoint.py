@@ -140,16 +140,19 @@ def _starts_like_pickle(path: Path) -> bool:
 
 
 class CheckpointStore:
-    """A run's checkpoints: ``step-<N>`` directories plus ``last.json`` and ``best.json`` pointers."""
+    """A run's checkpoints: ``step-<N>`` directories plus ``last.json`` and ``best.json`` pointers.
+
+    Scores are "higher is better" (the trainer negates metrics it minimises).
+    """
 
     LAST = "last.json"
     BEST = "best.json"
 
-    def __init__(self, root: Path | str, keep_last: int = 1, keep_best: int = 1, mode: str = "max") -> None:
+    def __init__(self, root: Path | str, keep_last: int = 1, keep_best: int = 1) -> None:
         if keep_last < 1 or keep_best < 0:
             raise ValueError(f"trainer.keep_last={keep_last} must be >= 1 and trainer.keep_best={keep_best} >= 0")
         self.root = Path(root)
-        self.keep_last, self.keep_best, self.mode = keep_last, keep_best, mode
+        self.keep_last, self.keep_best = keep_last, keep_best
 
     def save(self, step: int, arrays: Mapping[str, np.ndarray], meta: Mapping[str, Any],
              score: Optional[float] = None) -> Path:
@@ -163,7 +166,7 @@ class CheckpointStore:
         atomic_write_text(self.root / self.LAST, json.dumps(recent))
         if score is not None and self.keep_best > 0:
             ranked = [e for e in self._read(self.BEST) if e["name"] != name] + [{"name": name, "score": score}]
-            ranked.sort(key=lambda e: e["score"], reverse=self.mode == "max")
+            ranked.sort(key=lambda e: e["score"], reverse=True)
             atomic_write_text(self.root / self.BEST, json.dumps(ranked[: self.keep_best]))
         self._prune()
         return self.root / name

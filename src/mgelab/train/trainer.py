@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Mapping, Optional, Tuple, Union
 
@@ -32,7 +32,6 @@ class FitResult:
     confusion: Optional[np.ndarray] = None
     wall_time_s: float = 0.0
     train_samples_per_s: float = 0.0
-    extras: Dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
