@@ -16,7 +16,7 @@ import shutil
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Optional
+from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 import numpy as np
 
@@ -96,6 +96,20 @@ def load_checkpoint(path: Path | str, *, trust_pickle: bool = False) -> Checkpoi
                 "containers of numpy arrays will be accepted from it."
             )
         return Checkpoint(load_pickle_checkpoint(path), {"source": "pickle"}, path)
+    path, manifest = read_manifest(path)
+    for name, expected in manifest["files"].items():
+        actual = _sha256(path / name)
+        if actual != expected:
+            raise CheckpointError(f"{path / name} is damaged: sha256 {actual}, manifest says {expected}")
+    with np.load(path / ARRAYS_FILE, allow_pickle=False) as archive:
+        arrays = {name: archive[name] for name in archive.files}
+    return Checkpoint(arrays, manifest["meta"], path)
+
+
+def read_manifest(path: Path | str) -> Tuple[Path, Dict[str, Any]]:
+    """(checkpoint directory, manifest) for a checkpoint, its manifest or a store folder (its newest);
+    reads no arrays, so a caller that needs only the metadata pays for none of them."""
+    path = Path(path)
     if path.name == MANIFEST_FILE:
         path = path.parent
     if (path / CheckpointStore.LAST).is_file():
@@ -108,13 +122,7 @@ def load_checkpoint(path: Path | str, *, trust_pickle: bool = False) -> Checkpoi
         raise CheckpointError(
             f"{path}: checkpoint format {manifest.get('format_version')} is not {FORMAT_VERSION}"
         )
-    for name, expected in manifest["files"].items():
-        actual = _sha256(path / name)
-        if actual != expected:
-            raise CheckpointError(f"{path / name} is damaged: sha256 {actual}, manifest says {expected}")
-    with np.load(path / ARRAYS_FILE, allow_pickle=False) as archive:
-        arrays = {name: archive[name] for name in archive.files}
-    return Checkpoint(arrays, manifest["meta"], path)
+    return path, manifest
 
 
 def check_fits(state: Mapping[str, np.ndarray], expected: Mapping[str, np.ndarray], where: str) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Optional
 
-from mgelab.train.checkpoint import CheckpointStore, load_checkpoint
+from mgelab.train.checkpoint import CheckpointStore, read_manifest
 
 # Where a run's checkpoints live below paths.output_dir (see conf/hydra/default.yaml).
 RUN_PATTERNS = ("runs/*_{name}/checkpoints", "multiruns/*/*_{name}/checkpoints")
@@ -38,5 +38,6 @@ def resume_target(resume: Optional[str], output_dir: Path, run_name: str) -> Opt
 
 
 def stored_meta(path: Path) -> dict:
-    """The run metadata a checkpoint carries (tracking run id, resolved config)."""
-    return load_checkpoint(path).meta
+    """The run metadata a checkpoint carries (tracking run id, resolved config); the trainer
+    loads and verifies the arrays themselves, so only the manifest is read here."""
+    return read_manifest(path)[1]["meta"]
