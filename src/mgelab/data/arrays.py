@@ -14,8 +14,13 @@ import numpy as np
 Batch = Tuple[np.ndarray, np.ndarray]
 SPLITS = ("train", "val", "test")
 # per_channel: one mean/std per image channel, or per feature for (N, D) inputs.
-# scalar: one mean/std over everything (the tutorial's choice). none: only uint8 -> [0, 1].
-NORMALIZATIONS = ("per_channel", "scalar", "none")
+# per_pixel: one mean/std per input element (each pixel of each channel): every input of a
+# linear model then starts on the same scale. scalar: one mean/std over everything (the
+# tutorial's choice). none: only uint8 -> [0, 1].
+NORMALIZATIONS = ("per_channel", "per_pixel", "scalar", "none")
+# per_pixel: pixels that are nearly constant in training (image borders) would otherwise
+# be divided by a tiny std and turn rare test-time ink into huge inputs. In [0, 1] units.
+PER_PIXEL_STD_FLOOR = 0.05
 TASKS = ("classification", "regression")
 
 
@@ -185,12 +190,30 @@ class ArrayDataModule:
             **{f"{s}_size": self.split_size(s) for s in SPLITS},
         }
 
+    def inference_meta(self) -> Dict[str, object]:
+        """What a model loaded from a checkpoint needs to see inputs exactly as in training (JSON):
+        the raw sample layout and dtype, and ``_prepare``'s affine map ``raw * scale + shift``."""
+        raw = self.splits["train"].inputs
+        return {
+            "task": self.task,
+            "input_shape": list(raw.shape[1:]),
+            "raw_dtype": str(raw.dtype),
+            "num_outputs": self.num_outputs,
+            "class_names": self.class_names if self.task == "classification" else [],
+            "normalization": {
+                "kind": self.normalization, **self._stats, "scale_shape": list(self._scale.shape),
+                "scale": self._scale.ravel().tolist(), "shift": self._shift.ravel().tolist(),
+            },
+        }
+
     # --- normalisation ---------------------------------------------------------------------
     def _fit_normalisation(self, train: Split) -> None:
         """Per-channel statistics from the training split unless given in the config."""
         channel_axes = (0,) + tuple(range(2, train.inputs.ndim))
         if self.normalization == "scalar":
             channel_axes = None
+        elif self.normalization == "per_pixel":
+            channel_axes = (0,)
         scale = 255.0 if train.inputs.dtype == np.uint8 else 1.0
         if self.normalization == "none":
             mean, std = np.zeros(1), np.ones(1)
@@ -202,6 +225,10 @@ class ArrayDataModule:
             mean, std = np.asarray(self._mean, np.float64), np.asarray(self._std, np.float64)
         shape = (1, -1) + (1,) * (train.inputs.ndim - 2) if np.size(mean) > 1 else (1,) * train.inputs.ndim
         std = np.where(std > 0, std, 1.0)
+        if self.normalization == "per_pixel":
+            shape = (1,) + train.inputs.shape[1:]
+            std = np.maximum(std, PER_PIXEL_STD_FLOOR)
+        self._stats = {"mean": np.ravel(mean).tolist(), "std": np.ravel(std).tolist()}
         # Fold the uint8 scale into the affine map: x * a + b, one fused pass per batch.
         self._scale = (1.0 / (scale * std)).reshape(shape).astype(np.float32)
         self._shift = (-mean / std).reshape(shape).astype(np.float32)

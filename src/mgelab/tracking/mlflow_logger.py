@@ -12,9 +12,8 @@ from __future__ import annotations
 import functools
 import random
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, TypeVar
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple, TypeVar
 from urllib.parse import urlparse
 
 from mlflow.entities import Metric, Param, RunTag, ViewType
@@ -24,14 +23,14 @@ from mlflow.tracking import MlflowClient
 from mgelab.tracking.base import LoggerContext
 from mgelab.tracking.params import fit_param
 
+# Re-exported: callers import the run record and the error helpers from here.
+from mgelab.tracking.records import ERROR_TAG, RunRecord, chunks, error_text, sqlite_path, str_dict, to_record  # noqa: F401,I001
+
 # MLflow 3's UI shows an experiment of this kind as a table of training runs (not its GenAI view).
 EXPERIMENT_KIND_TAG = ("mlflow.experimentKind", "custom_model_development")
 # Per-request limits of MLflow's log_batch.
 MAX_PARAMS_PER_BATCH = 100
 MAX_METRICS_PER_BATCH = 1000
-# A run's failure reason, as a tag (MLflow allows 8000 characters; the head says why).
-ERROR_TAG = "error"
-MAX_ERROR_LENGTH = 2000
 # SQLite has one writer at a time. MLflow gives each session a busy timeout, but a transaction
 # that reads before it writes can still fail at once with "database is locked" (SQLite refuses
 # to wait where waiting could deadlock), so parallel jobs retry such calls with growing pauses.
@@ -76,28 +75,6 @@ class RetryingClient:
         return functools.partial(with_retries, attr) if callable(attr) else attr
 
 
-@dataclass
-class RunRecord:
-    """A run as read back from the store: plain values, latest value of every metric."""
-
-    run_id: str
-    name: str
-    experiment_id: str
-    status: str
-    start_time: Optional[int]
-    end_time: Optional[int]
-    params: Dict[str, str] = field(default_factory=dict)
-    metrics: Dict[str, float] = field(default_factory=dict)
-    tags: Dict[str, str] = field(default_factory=dict)
-
-
-def sqlite_path(tracking_uri: str) -> Optional[Path]:
-    """The database file behind a ``sqlite:///`` URI, or None for other stores."""
-    if not tracking_uri.startswith("sqlite:///"):
-        return None
-    return Path(tracking_uri[len("sqlite:///") :])
-
-
 def prepare_store(tracking_uri: str, experiment_name: str, artifact_location: Optional[str] = None) -> str:
     """Create the store (schema migrations) and the experiment; return the experiment id.
 
@@ -134,22 +111,22 @@ class TrackingStore:
         self.client = RetryingClient(tracking_uri)
 
     def create_run(self, experiment_id: str, run_name: Optional[str], tags: Mapping[str, Any]) -> str:
-        return self.client.create_run(experiment_id, run_name=run_name, tags=_str_dict(tags)).info.run_id
+        return self.client.create_run(experiment_id, run_name=run_name, tags=str_dict(tags)).info.run_id
 
     def log_params(self, run_id: str, params: Mapping[str, Any]) -> None:
         entries = [Param(*fit_param(k, v)) for k, v in params.items()]
-        for chunk in _chunks(entries, MAX_PARAMS_PER_BATCH):
+        for chunk in chunks(entries, MAX_PARAMS_PER_BATCH):
             self.client.log_batch(run_id, params=chunk)
 
     def log_metrics(self, run_id: str, metrics: Mapping[str, float], step: int) -> None:
         now = int(time.time() * 1000)
         entries = [Metric(k, float(v), now, int(step)) for k, v in metrics.items()]
-        for chunk in _chunks(entries, MAX_METRICS_PER_BATCH):
+        for chunk in chunks(entries, MAX_METRICS_PER_BATCH):
             self.client.log_batch(run_id, metrics=chunk)
 
     def set_tags(self, run_id: str, tags: Mapping[str, Any]) -> None:
-        entries = [RunTag(k, v) for k, v in _str_dict(tags).items()]
-        for chunk in _chunks(entries, MAX_PARAMS_PER_BATCH):
+        entries = [RunTag(k, v) for k, v in str_dict(tags).items()]
+        for chunk in chunks(entries, MAX_PARAMS_PER_BATCH):
             self.client.log_batch(run_id, tags=chunk)
 
     def log_artifact(self, run_id: str, path: Path | str, artifact_path: Optional[str] = None) -> None:
@@ -174,7 +151,7 @@ class TrackingStore:
         return [e.experiment_id for e in self.client.search_experiments(view_type=ViewType.ACTIVE_ONLY)]
 
     def get_run(self, run_id: str) -> RunRecord:
-        return _record(self.client.get_run(run_id))
+        return to_record(self.client.get_run(run_id))
 
     def search(
         self, experiment_ids: Sequence[str], filter_string: str = "", order_by: Optional[List[str]] = None,
@@ -187,7 +164,7 @@ class TrackingStore:
             page = self.client.search_runs(
                 list(experiment_ids), filter_string, ViewType.ACTIVE_ONLY, 1000, order_by, token
             )
-            records.extend(_record(run) for run in page)
+            records.extend(to_record(run) for run in page)
             token = page.token
             if not token:
                 break
@@ -251,32 +228,17 @@ class MLflowLogger(LoggerContext):
             self._closed = True
 
 
-def error_text(exc: BaseException) -> str:
-    """``ValueError: optim.lr=-1 must be > 0`` on one line, cut to a tag-sized head."""
-    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-    text = f"{type(exc).__name__}: {' | '.join(lines)}"
-    return text if len(text) <= MAX_ERROR_LENGTH else text[: MAX_ERROR_LENGTH - 3] + "..."
-
-
-def _record(run: Any) -> RunRecord:
-    info, data = run.info, run.data
-    return RunRecord(
-        run_id=info.run_id,
-        name=info.run_name or "",
-        experiment_id=info.experiment_id,
-        status=info.status,
-        start_time=info.start_time,
-        end_time=info.end_time,
-        params=dict(data.params),
-        metrics=dict(data.metrics),
-        tags=dict(data.tags),
-    )
-
-
-def _str_dict(values: Mapping[str, Any]) -> Dict[str, str]:
-    return {str(k): str(v) for k, v in values.items()}
-
-
-def _chunks(items: List, size: int) -> Iterable[List]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
+def download_run_artifacts(tracking_uri: str, run_id: str, artifact_path: str, dst_dir: Path | str) -> Path:
+    """Copy a run's artifact folder (e.g. ``checkpoints/best``) under ``dst_dir``; return its local path."""
+    client = RetryingClient(tracking_uri)
+    try:
+        client.get_run(run_id)
+    except MlflowException as exc:
+        raise LookupError(f"run_id={run_id} is not a run in {tracking_uri}: {exc.message}") from exc
+    if not client.list_artifacts(run_id, artifact_path):
+        raise FileNotFoundError(
+            f"run {run_id} in {tracking_uri} has no artifacts under {artifact_path}/ (runs log their best "
+            "checkpoint there when they finish; a failed or still-running run may have none)"
+        )
+    Path(dst_dir).mkdir(parents=True, exist_ok=True)
+    return Path(client.download_artifacts(run_id, artifact_path, str(dst_dir)))

@@ -96,14 +96,15 @@ class Trainer:
     def fit(self, model: M.Module, data, optimizer_factory: OptimizerFactory, logger,
             run_meta: Optional[Mapping[str, Any]] = None) -> FitResult:
         """Train, keeping ``last``/``best`` checkpoints; test on the best. ``run_meta`` (JSON) is
-        stored in every checkpoint, e.g. the tracking run id and the resolved config."""
+        stored in every checkpoint, e.g. the tracking run id and the resolved config, beside the
+        data's ``inference_meta()`` (how raw inputs are normalised) under ``data``."""
         optimizer = optimizer_factory(model.parameters())
         store = CheckpointStore(self.checkpoint_dir, self.keep_last, self.keep_best)
         progress = self._resume(model, optimizer) if self.resume else Progress()
         started = time.perf_counter()
         with StopOnSignal() as stop:
             fit = _Fit(model, data, optimizer_factory, optimizer, make_train_step(model, optimizer, data.task),
-                       logger, store, progress, dict(run_meta or {}), stop)
+                       logger, store, progress, {"data": data.inference_meta(), **(run_meta or {})}, stop)
             while progress.epoch <= self.max_epochs:
                 self._train_epoch(fit)
                 self._end_epoch(fit)

@@ -1,0 +1,158 @@
+"""A trained model back from its checkpoint: rebuilt from the model config stored with it, its
+weights loaded, and the input normalisation of its training data, so raw samples can be fed.
+
+A checkpoint written by the trainer carries, in its manifest's meta, ``data`` (the data module's
+``inference_meta()``: raw layout, task, class names and the affine map of normalisation) and, when
+written by ``scripts/train.py``, ``config`` (the resolved run config, whose ``model`` node is the
+registry call). Nothing here imports MLflow: ``load_from_run`` reaches it lazily.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, List, Mapping, Optional, Tuple
+
+import megengine as mge
+import megengine.module as M
+import numpy as np
+
+from mgelab.models import create_model
+from mgelab.train.checkpoint import CheckpointError, CheckpointStore, check_fits, load_checkpoint
+
+# Keys of a model config node that are not arguments of the model's builder.
+_NOT_MODEL_KWARGS = ("_target_", "name", "input_shape", "num_outputs", "task")
+# The run artifact folder experiment.py logs the best checkpoint under.
+BEST_ARTIFACT = "checkpoints/best"
+
+
+@dataclass
+class TrainedModel:
+    """A model in eval mode plus what it takes to feed it raw samples as training did."""
+
+    model: M.Module
+    input_shape: Tuple[int, ...]  # one sample: (C, H, W) for images, (D,) for features
+    task: str  # "classification" or "regression"
+    num_outputs: int  # classes, or the regression target's size
+    class_names: List[str]
+    raw_dtype: str  # the training data's raw dtype: uint8 for images
+    scale: np.ndarray  # prepare(x) = x * scale + shift, broadcast over (N, *input_shape)
+    shift: np.ndarray
+    model_config: Dict[str, Any] = field(default_factory=dict)
+    checkpoint: Optional[Path] = None
+
+    def prepare(self, raw: np.ndarray) -> np.ndarray:
+        """float32 model inputs from raw samples (N, *input_shape) in the training data's units
+        (0..255 for images, uint8 or float), exactly as the data module's ``_prepare``."""
+        raw = np.asarray(raw)
+        if tuple(raw.shape[1:]) != self.input_shape:
+            sample = ", ".join(map(str, self.input_shape))
+            raise ValueError(
+                f"inputs of shape {raw.shape} do not fit the model: it takes (N, {sample}) raw "
+                f"{self.raw_dtype} samples; resize/convert them first (scripts/predict.py does)"
+            )
+        out = raw.astype(np.float32)
+        out *= self.scale
+        out += self.shift
+        return out
+
+    def outputs(self, prepared: np.ndarray, batch_size: int = 256) -> np.ndarray:
+        """The model's raw outputs (logits, or regression values) for prepared inputs."""
+        self.model.eval()
+        parts = [
+            self.model(mge.tensor(prepared[start : start + batch_size])).numpy()
+            for start in range(0, len(prepared), batch_size)
+        ]
+        return np.concatenate(parts, axis=0) if parts else np.zeros((0, self.num_outputs), np.float32)
+
+    def predict_raw(self, raw: np.ndarray, batch_size: int = 256) -> np.ndarray:
+        return self.outputs(self.prepare(raw), batch_size)
+
+
+def resolve_checkpoint(path: Path | str) -> Path:
+    """A checkpoint directory from itself, its manifest, or a run's store folder (its best)."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"checkpoint {path} does not exist; give a checkpoint directory "
+                                "(holding manifest.json) or a run's checkpoints/ folder")
+    if path.is_dir() and (path / CheckpointStore.BEST).is_file():
+        return CheckpointStore(path).best() or path
+    return path
+
+
+def model_config_from(meta: Mapping[str, Any], where: str) -> Dict[str, Any]:
+    """The ``model`` node of the run config stored in a checkpoint's meta."""
+    config = meta.get("config") or {}
+    model = config.get("model") if isinstance(config, Mapping) else None
+    if not model or "name" not in model:
+        raise CheckpointError(
+            f"{where} does not say which model it holds (no config.model in its manifest meta; checkpoints "
+            "written by scripts/train.py have it). Pass model_config={'name': ..., <its settings>} to load_trained."
+        )
+    return dict(model)
+
+
+def build_model(model_config: Mapping[str, Any], data_meta: Mapping[str, Any]) -> M.Module:
+    """The registry call of the config, for the checkpoint's data; never fetches pretrained weights
+    (the checkpoint's own weights replace them)."""
+    kwargs = {k: v for k, v in model_config.items() if k not in _NOT_MODEL_KWARGS}
+    if "pretrained" in kwargs:
+        kwargs["pretrained"] = False
+    return create_model(
+        model_config["name"],
+        input_shape=tuple(data_meta["input_shape"]),
+        num_outputs=int(data_meta["num_outputs"]),
+        task=data_meta["task"],
+        **kwargs,
+    )
+
+
+def _data_meta(meta: Mapping[str, Any], where: str) -> Dict[str, Any]:
+    data = meta.get("data")
+    if not data or "normalization" not in data:
+        raise CheckpointError(
+            f"{where} has no input description (meta 'data': shape, task, normalisation); it was written "
+            "before mgelab stored it. Retrain, or resume it for one more epoch, to get a checkpoint that has it."
+        )
+    return dict(data)
+
+
+def load_trained(checkpoint_dir: Path | str, model_config: Optional[Mapping[str, Any]] = None) -> TrainedModel:
+    """Rebuild, load and put in eval mode the model of a checkpoint (directory, manifest, or a
+    run's ``checkpoints/`` folder, whose best is taken). ``model_config`` overrides the stored one."""
+    checkpoint = load_checkpoint(resolve_checkpoint(checkpoint_dir))
+    where = f"checkpoint {checkpoint.path}"
+    data = _data_meta(checkpoint.meta, where)
+    config = dict(model_config) if model_config is not None else model_config_from(checkpoint.meta, where)
+    model = build_model(config, data)
+    weights = checkpoint.section("model")
+    check_fits(weights, model.state_dict(), where)
+    model.load_state_dict(weights)
+    model.eval()
+    norm = data["normalization"]
+    shape = tuple(norm["scale_shape"])
+    return TrainedModel(
+        model=model,
+        input_shape=tuple(int(s) for s in data["input_shape"]),
+        task=data["task"],
+        num_outputs=int(data["num_outputs"]),
+        class_names=list(data.get("class_names") or []),
+        raw_dtype=str(data.get("raw_dtype", "float32")),
+        scale=np.asarray(norm["scale"], np.float32).reshape(shape),
+        shift=np.asarray(norm["shift"], np.float32).reshape(shape),
+        model_config=config,
+        checkpoint=checkpoint.path,
+    )
+
+
+def load_from_run(run_id: str, tracking_uri: str, dst_dir: Optional[Path | str] = None) -> TrainedModel:
+    """Download a tracked run's best checkpoint (artifacts ``checkpoints/best``) and load it.
+
+    ``dst_dir``: where the files go (default: a new temporary directory, left for the caller).
+    """
+    from mgelab.tracking.mlflow_logger import download_run_artifacts  # mlflow only when asked for
+
+    target = Path(dst_dir) if dst_dir is not None else Path(tempfile.mkdtemp(prefix=f"mgelab-{run_id[:8]}-"))
+    local = download_run_artifacts(tracking_uri, run_id, BEST_ARTIFACT, target)
+    return load_trained(local)

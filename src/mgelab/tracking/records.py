@@ -1,0 +1,66 @@
+"""Plain values and pure helpers of the MLflow module, kept apart so that module holds only what
+needs mlflow: runs read back as ``RunRecord``, error tags, batching of log calls."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, Iterable, List, Mapping, Optional
+
+# A run's failure reason, as a tag (MLflow allows 8000 characters; the head says why).
+ERROR_TAG = "error"
+MAX_ERROR_LENGTH = 2000
+
+
+@dataclass
+class RunRecord:
+    """A run as read back from the store: plain values, latest value of every metric."""
+
+    run_id: str
+    name: str
+    experiment_id: str
+    status: str
+    start_time: Optional[int]
+    end_time: Optional[int]
+    params: Dict[str, str] = field(default_factory=dict)
+    metrics: Dict[str, float] = field(default_factory=dict)
+    tags: Dict[str, str] = field(default_factory=dict)
+
+
+def to_record(run: Any) -> RunRecord:
+    """A ``RunRecord`` from an MLflow ``Run`` (read by attribute; no mlflow import needed)."""
+    info, data = run.info, run.data
+    return RunRecord(
+        run_id=info.run_id,
+        name=info.run_name or "",
+        experiment_id=info.experiment_id,
+        status=info.status,
+        start_time=info.start_time,
+        end_time=info.end_time,
+        params=dict(data.params),
+        metrics=dict(data.metrics),
+        tags=dict(data.tags),
+    )
+
+
+def sqlite_path(tracking_uri: str) -> Optional[Path]:
+    """The database file behind a ``sqlite:///`` URI, or None for other stores."""
+    if not tracking_uri.startswith("sqlite:///"):
+        return None
+    return Path(tracking_uri[len("sqlite:///") :])
+
+
+def error_text(exc: BaseException) -> str:
+    """``ValueError: optim.lr=-1 must be > 0`` on one line, cut to a tag-sized head."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    text = f"{type(exc).__name__}: {' | '.join(lines)}"
+    return text if len(text) <= MAX_ERROR_LENGTH else text[: MAX_ERROR_LENGTH - 3] + "..."
+
+
+def str_dict(values: Mapping[str, Any]) -> Dict[str, str]:
+    return {str(k): str(v) for k, v in values.items()}
+
+
+def chunks(items: List, size: int) -> Iterable[List]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
