@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import logging
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import megengine as mge
 import megengine.functional as F
@@ -13,6 +17,8 @@ import pytest
 from mgelab.models import create_model, list_models, model_spec
 from mgelab.models.summary import ModelSummary, model_summary
 from mgelab.nn import Conv2d
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def build(name: str) -> M.Module:
@@ -134,3 +140,29 @@ def test_summary_is_quiet_and_keeps_the_training_mode(capsys):
     assert recorder.records == [] and capsys.readouterr().out == ""
     assert stats_logger.level == logging.INFO  # restored
     assert model.training and all(m.training for m in model.modules())
+
+
+def run_summary(tmp_path, *args: str) -> str:
+    env = {**os.environ, "MEGENGINE_LOGGING_LEVEL": "ERROR"}
+    cmd = [sys.executable, str(ROOT / "scripts" / "summary.py"), *args, f"paths.output_dir={tmp_path}"]
+    proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, f"{' '.join(cmd)} failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}"
+    return proc.stdout
+
+
+def test_summary_script_prints_totals_and_the_layer_table(tmp_path):
+    out = run_summary(tmp_path, "model=cnn", "data=synthetic", "verbose=true")
+    expected = model_summary(create_model("cnn", (1, 8, 8), 4), (1, 8, 8))
+    assert f"{expected.num_parameters:,} parameters" in out and f"{expected.flops:,} FLOPs" in out
+    assert "features.3" in out and "Conv2d" in out
+
+
+def test_summary_script_with_a_given_shape_reads_no_data(tmp_path):
+    # Nowhere to read Fashion-MNIST from: any attempt would fail the script.
+    out = run_summary(
+        tmp_path, "model=mlp", "model.hidden_sizes=[256]", "data=fashion_mnist",
+        "input_shape=[1,28,28]", "num_outputs=10",
+        f"paths.data_dir={tmp_path / 'empty'}", "data.system_dirs=[]", "data.base_url=http://127.0.0.1:9",
+    )
+    assert "reading" not in out
+    assert f"{784 * 256 + 256 + 256 * 10 + 10:,} parameters" in out
