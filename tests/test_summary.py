@@ -115,6 +115,26 @@ def test_frozen_prefixes_reduce_the_trainable_count():
     assert model_summary(model, (1, 8, 8)).trainable_parameters == summary.num_parameters - (24 * 5 + 5) - 18
 
 
+class FreezesItsFirstLayer(M.Module):
+    """Freezes as ResNet-18's freeze_stages does: by naming modules in ``frozen_modules()``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.first = M.Linear(4, 3)
+        self.second = M.Linear(3, 2)
+
+    def frozen_modules(self):
+        return [self.first]
+
+    def forward(self, x):
+        return self.second(self.first(x).detach())
+
+
+def test_frozen_modules_are_not_trainable():
+    summary = model_summary(FreezesItsFirstLayer(), (4,))
+    assert (summary.num_parameters, summary.trainable_parameters) == (4 * 3 + 3 + 3 * 2 + 2, 3 * 2 + 2)
+
+
 class Recorder(logging.Handler):
     def __init__(self) -> None:
         super().__init__(logging.DEBUG)

@@ -148,11 +148,17 @@ def _uncounted(model: M.Module, counted: Sequence[str]) -> Tuple[str, ...]:
     return tuple(missing)
 
 
-def _trainable(model: M.Module, frozen_prefixes: Sequence[str]) -> int:
-    # MegEngine tensors have no requires_grad flag: freezing means leaving parameters out of the
-    # optimizer. A model that freezes some says so with ``frozen_prefixes`` (parameter name prefixes).
+def _frozen_ids(model: M.Module, frozen_prefixes: Sequence[str]) -> set:
+    """Parameters no optimizer step will change. MegEngine tensors have no requires_grad flag:
+    freezing means a model keeping them out of the gradient (``frozen_modules()``, as ResNet-18's
+    ``freeze_stages`` does) or a caller naming them by prefix (``frozen_prefixes`` argument or
+    attribute)."""
     prefixes = tuple(frozen_prefixes) or tuple(getattr(model, "frozen_prefixes", ()) or ())
-    return int(sum(p.size for name, p in model.named_parameters() if not (prefixes and name.startswith(prefixes))))
+    frozen = {id(p) for name, p in model.named_parameters() if prefixes and name.startswith(prefixes)}
+    frozen_modules = getattr(model, "frozen_modules", None)
+    if callable(frozen_modules):
+        frozen |= {id(p) for module in frozen_modules() for p in module.parameters()}
+    return frozen
 
 
 def model_summary(
@@ -174,10 +180,11 @@ def model_summary(
         )
     layers = _layers(details.flops, details.params)
     params = list(model.parameters())
+    frozen = _frozen_ids(model, frozen_prefixes or ())
     return ModelSummary(
         input_shape=shape,
         num_parameters=int(sum(p.size for p in params)),
-        trainable_parameters=_trainable(model, frozen_prefixes or ()),
+        trainable_parameters=int(sum(p.size for p in params if id(p) not in frozen)),
         parameter_bytes=int(sum(p.size * p.dtype.itemsize for p in params)),
         flops=int(sum(layer.flops for layer in layers)),
         layers=layers,
