@@ -26,6 +26,8 @@ CONF = Path(__file__).resolve().parents[1] / "conf"
 EXPERIMENTS = sorted(p.stem for p in (CONF / "experiment").glob("*.yaml"))
 # ResNet-20's backward pass through 19 convolutions takes minutes on MegEngine's CPU path: slow tier.
 SLOW = {"ch6_cifar10_resnet20"}
+# These need more than their dataset served (pretrained weights): smoke-run in their own test file.
+OWN_TEST = {"ch6_finetune_resnet18_cifar10"}  # tests/test_resnet18.py
 
 
 def hash_overrides(hashes: Dict[str, str]) -> str:
@@ -56,7 +58,7 @@ def test_every_chapter_has_an_experiment():
 
 
 @pytest.mark.parametrize(
-    "name", [pytest.param(n, marks=pytest.mark.slow) if n in SLOW else n for n in EXPERIMENTS]
+    "name", [pytest.param(n, marks=pytest.mark.slow) if n in SLOW else n for n in EXPERIMENTS if n not in OWN_TEST]
 )
 def test_chapter_runs_a_few_steps(compose_cfg, http_server, tmp_path, name):
     data_name = OmegaConf.load(CONF / "experiment" / f"{name}.yaml").defaults[0]["override /data"]

@@ -8,7 +8,7 @@ cannot run code, it is refused with a DataError.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Dict, List, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
@@ -17,6 +17,7 @@ from mgelab.data.arrays import Split
 from mgelab.data.errors import DataError
 from mgelab.data.fetch import RemoteFile
 from mgelab.data.remote import RemoteDataModule, iter_tar_members
+from mgelab.data.resize import ResizeOnTheFly
 from mgelab.safe_pickle import UnsafePickleError, restricted_loads
 
 CIFAR10_URL = "https://www.cs.toronto.edu/~kriz"
@@ -112,13 +113,14 @@ def random_flip(images: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return np.where(flip.reshape((-1,) + (1,) * (images.ndim - 1)), images[..., ::-1], images)
 
 
-class CIFAR10(RemoteDataModule):
+class CIFAR10(ResizeOnTheFly, RemoteDataModule):
     """Inputs (N, 3, 32, 32) uint8 RGB, labels int32; 50 000 train / 10 000 test.
 
     Constructor: data_dir, augment=False, crop_padding=4, flip=True, then
     RemoteDataModule's options (mirror, base_url, verify, sha256, system_dirs, name)
     and the batching options. augment=True applies, to training batches only, a
-    random crop of the zero-padded image and a random horizontal flip.
+    random crop of the zero-padded image and a random horizontal flip. resize=S (or [H, W])
+    enlarges every batch to S x S after augmentation (bilinear; ``mgelab.data.resize``).
     """
 
     cache_name = "cifar-10"
@@ -128,13 +130,14 @@ class CIFAR10(RemoteDataModule):
     default_class_names = CLASS_NAMES
 
     def __init__(self, data_dir: str, *, augment: bool = False, crop_padding: int = 4, flip: bool = True,
-                 **options) -> None:
+                 resize: Optional[int] = None, **options) -> None:
         super().__init__(data_dir, **options)
         if int(crop_padding) < 0:
             raise ValueError(f"data.crop_padding={crop_padding} must be 0 (no crop) or more pixels")
         self.use_augmentation = bool(augment)
         self.crop_padding = int(crop_padding)
         self.flip = bool(flip)
+        self.set_resize(resize)
 
     def load_splits(self) -> Dict[str, Split]:
         splits, names = load_cifar10_archive(self.fetch()[ARCHIVE.name])
