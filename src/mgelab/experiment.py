@@ -72,5 +72,9 @@ def run_experiment(
         logger.log_artifact(figure, "plots")
     for part in sorted(Path(result.best_checkpoint).iterdir()):
         logger.log_artifact(part, "checkpoints/best")
+    # logger.log_model=true: the best checkpoint as an MLflow pyfunc model, a few raw test samples as its example.
+    model_uri = logger.log_model(result.best_checkpoint, data.splits["test"].inputs[:2])
+    if model_uri:
+        print(f"logged model {model_uri}")
     return result
 

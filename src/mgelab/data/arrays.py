@@ -192,12 +192,11 @@ class ArrayDataModule:
 
     def inference_meta(self) -> Dict[str, object]:
         """What a model loaded from a checkpoint needs to see inputs exactly as in training (JSON):
-        the raw sample layout and dtype, and ``_prepare``'s affine map ``raw * scale + shift``."""
-        raw = self.splits["train"].inputs
+        the model's input shape, the raw dtype, and ``_prepare``'s affine map ``raw * scale + shift``."""
         return {
             "task": self.task,
-            "input_shape": list(raw.shape[1:]),
-            "raw_dtype": str(raw.dtype),
+            "input_shape": list(self.input_shape),  # the model's (after any resize on the fly)
+            "raw_dtype": str(self.splits["train"].inputs.dtype),
             "num_outputs": self.num_outputs,
             "class_names": self.class_names if self.task == "classification" else [],
             "normalization": {

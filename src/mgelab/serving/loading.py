@@ -44,18 +44,28 @@ class TrainedModel:
 
     def prepare(self, raw: np.ndarray) -> np.ndarray:
         """float32 model inputs from raw samples (N, *input_shape) in the training data's units
-        (0..255 for images, uint8 or float), exactly as the data module's ``_prepare``."""
-        raw = np.asarray(raw)
-        if tuple(raw.shape[1:]) != self.input_shape:
-            sample = ", ".join(map(str, self.input_shape))
-            raise ValueError(
-                f"inputs of shape {raw.shape} do not fit the model: it takes (N, {sample}) raw "
-                f"{self.raw_dtype} samples; resize/convert them first (scripts/predict.py does)"
-            )
+        (0..255 for images, uint8 or float), exactly as the data module's ``_prepare``. Images of
+        another height/width are resized first (bilinear), as a data module resizing on the fly does."""
+        raw = self.fit_size(np.asarray(raw))
         out = raw.astype(np.float32)
         out *= self.scale
         out += self.shift
         return out
+
+    def fit_size(self, raw: np.ndarray) -> np.ndarray:
+        """A raw batch at the model's sample shape: images resized if only height/width differ."""
+        shape = self.input_shape
+        if len(shape) == 3 and raw.ndim == 4 and raw.shape[1] == shape[0] and raw.shape[2:] != shape[1:]:
+            from mgelab.data.resize import resize_batch  # the resize training used on the fly
+
+            raw = resize_batch(raw, shape[1:])
+        if tuple(raw.shape[1:]) != shape:
+            sample = ", ".join(map(str, shape))
+            raise ValueError(
+                f"inputs of shape {raw.shape} do not fit the model: it takes raw {self.raw_dtype} samples "
+                f"(N, {sample}); convert them first (scripts/predict.py reads any image file)"
+            )
+        return raw
 
     def outputs(self, prepared: np.ndarray, batch_size: int = 256) -> np.ndarray:
         """The model's raw outputs (logits, or regression values) for prepared inputs."""

@@ -23,6 +23,11 @@ class RunLogger(Protocol):
 
     def set_tags(self, tags: Mapping[str, Any]) -> None: ...
 
+    def log_model(self, checkpoint_dir: Path | str, input_example: Any) -> Optional[str]:
+        """Log a checkpoint as a servable model (``input_example``: a few raw samples); its URI,
+        or None when this logger does not store models or is not asked to."""
+        ...
+
     def close(self, status: str = "FINISHED") -> None: ...
 
 
@@ -39,6 +44,10 @@ class LoggerContext:
             self.close("KILLED")
         else:
             self.close("FAILED")
+
+    def log_model(self, checkpoint_dir: Path | str, input_example: Any) -> Optional[str]:
+        """Loggers that cannot store models keep nothing."""
+        return None
 
     def close(self, status: str = "FINISHED") -> None:
         raise NotImplementedError
@@ -60,6 +69,9 @@ class NullLogger(LoggerContext):
 
     def set_tags(self, tags: Mapping[str, Any]) -> None:
         pass
+
+    def log_model(self, checkpoint_dir: Path | str, input_example: Any) -> Optional[str]:
+        return None
 
     def close(self, status: str = "FINISHED") -> None:
         pass

@@ -9,22 +9,27 @@ read back leaves this module as plain ``RunRecord`` values, so callers never tou
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import random
 import time
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple, TypeVar
+from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple, TypeVar
 from urllib.parse import urlparse
 
+import mlflow
+import mlflow.pyfunc
+import numpy as np
 from mlflow.entities import Metric, Param, RunTag, ViewType
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
+from mgelab.tracking import records as helpers
 from mgelab.tracking.base import LoggerContext
 from mgelab.tracking.params import fit_param
 
-# Re-exported: callers import the run record and the error helpers from here.
-from mgelab.tracking.records import ERROR_TAG, RunRecord, chunks, error_text, sqlite_path, str_dict, to_record  # noqa: F401,I001
+# Also imported from here by the sweep, compare and callback modules.
+from mgelab.tracking.records import ERROR_TAG, RunRecord, error_text, sqlite_path
 
 # MLflow 3's UI shows an experiment of this kind as a table of training runs (not its GenAI view).
 EXPERIMENT_KIND_TAG = ("mlflow.experimentKind", "custom_model_development")
@@ -41,19 +46,13 @@ RETRY_MAX_DELAY_S = 5.0
 T = TypeVar("T")
 
 
-def _is_transient(exc: Exception) -> bool:
-    """A locked/busy database (MLflow reports it as TEMPORARILY_UNAVAILABLE), not a real error."""
-    text = str(exc).lower()
-    return getattr(exc, "error_code", "") == "TEMPORARILY_UNAVAILABLE" or "database is locked" in text
-
-
 def with_retries(call: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     delay = RETRY_FIRST_DELAY_S
     for attempt in range(1, RETRY_ATTEMPTS + 1):
         try:
             return call(*args, **kwargs)
         except Exception as exc:  # MlflowException, or sqlalchemy's OperationalError when connecting
-            if attempt == RETRY_ATTEMPTS or not _is_transient(exc):
+            if attempt == RETRY_ATTEMPTS or not helpers.is_transient(exc):
                 raise
             # Jitter, so that two jobs that collided do not collide again on the same beat.
             time.sleep(delay * (0.5 + random.random()))
@@ -111,22 +110,22 @@ class TrackingStore:
         self.client = RetryingClient(tracking_uri)
 
     def create_run(self, experiment_id: str, run_name: Optional[str], tags: Mapping[str, Any]) -> str:
-        return self.client.create_run(experiment_id, run_name=run_name, tags=str_dict(tags)).info.run_id
+        return self.client.create_run(experiment_id, run_name=run_name, tags=helpers.str_dict(tags)).info.run_id
 
     def log_params(self, run_id: str, params: Mapping[str, Any]) -> None:
         entries = [Param(*fit_param(k, v)) for k, v in params.items()]
-        for chunk in chunks(entries, MAX_PARAMS_PER_BATCH):
+        for chunk in helpers.chunks(entries, MAX_PARAMS_PER_BATCH):
             self.client.log_batch(run_id, params=chunk)
 
     def log_metrics(self, run_id: str, metrics: Mapping[str, float], step: int) -> None:
         now = int(time.time() * 1000)
         entries = [Metric(k, float(v), now, int(step)) for k, v in metrics.items()]
-        for chunk in chunks(entries, MAX_METRICS_PER_BATCH):
+        for chunk in helpers.chunks(entries, MAX_METRICS_PER_BATCH):
             self.client.log_batch(run_id, metrics=chunk)
 
     def set_tags(self, run_id: str, tags: Mapping[str, Any]) -> None:
-        entries = [RunTag(k, v) for k, v in str_dict(tags).items()]
-        for chunk in chunks(entries, MAX_PARAMS_PER_BATCH):
+        entries = [RunTag(k, v) for k, v in helpers.str_dict(tags).items()]
+        for chunk in helpers.chunks(entries, MAX_PARAMS_PER_BATCH):
             self.client.log_batch(run_id, tags=chunk)
 
     def log_artifact(self, run_id: str, path: Path | str, artifact_path: Optional[str] = None) -> None:
@@ -151,7 +150,7 @@ class TrackingStore:
         return [e.experiment_id for e in self.client.search_experiments(view_type=ViewType.ACTIVE_ONLY)]
 
     def get_run(self, run_id: str) -> RunRecord:
-        return to_record(self.client.get_run(run_id))
+        return helpers.to_record(self.client.get_run(run_id))
 
     def search(
         self, experiment_ids: Sequence[str], filter_string: str = "", order_by: Optional[List[str]] = None,
@@ -164,7 +163,7 @@ class TrackingStore:
             page = self.client.search_runs(
                 list(experiment_ids), filter_string, ViewType.ACTIVE_ONLY, 1000, order_by, token
             )
-            records.extend(to_record(run) for run in page)
+            records.extend(helpers.to_record(run) for run in page)
             token = page.token
             if not token:
                 break
@@ -184,8 +183,12 @@ class MLflowLogger(LoggerContext):
         artifact_location: Optional[str] = None,
         tags: Optional[Mapping[str, Any]] = None,
         run_id: Optional[str] = None,
+        log_model: bool = False,
+        register_as: Optional[str] = None,
     ) -> None:
         self.tracking_uri = tracking_uri
+        # logger.log_model / logger.register_as (registering implies logging the model).
+        self.model_logging, self.register_as = bool(log_model or register_as), register_as or None
         experiment_id = prepare_store(tracking_uri, experiment_name, artifact_location)
         self.store = TrackingStore(tracking_uri)
         self.client = self.store.client
@@ -214,6 +217,14 @@ class MLflowLogger(LoggerContext):
     def set_tags(self, tags: Mapping[str, Any]) -> None:
         self.store.set_tags(self.run_id, tags)
 
+    def log_model(self, checkpoint_dir: Path | str, input_example: Any) -> Optional[str]:
+        """With ``logger.log_model=true``: the checkpoint as a pyfunc model of this run; its URI."""
+        if not self.model_logging:
+            return None
+        uri = log_pyfunc_model(self.tracking_uri, self.run_id, checkpoint_dir, input_example, self.register_as)
+        self.set_tags({"pyfunc_model_uri": uri})
+        return uri
+
     def __exit__(self, exc_type, exc, tb) -> None:
         # A FAILED run says why, in the UI and for the sweep summary.
         try:
@@ -232,13 +243,58 @@ def download_run_artifacts(tracking_uri: str, run_id: str, artifact_path: str, d
     """Copy a run's artifact folder (e.g. ``checkpoints/best``) under ``dst_dir``; return its local path."""
     client = RetryingClient(tracking_uri)
     try:
-        client.get_run(run_id)
+        found = client.list_artifacts(run_id, artifact_path)
     except MlflowException as exc:
         raise LookupError(f"run_id={run_id} is not a run in {tracking_uri}: {exc.message}") from exc
-    if not client.list_artifacts(run_id, artifact_path):
-        raise FileNotFoundError(
-            f"run {run_id} in {tracking_uri} has no artifacts under {artifact_path}/ (runs log their best "
-            "checkpoint there when they finish; a failed or still-running run may have none)"
-        )
+    if not found:
+        raise FileNotFoundError(f"run {run_id} in {tracking_uri} has no artifacts under {artifact_path}/ (a "
+                                "finished run logs its best checkpoint there; a failed or running one may not)")
     Path(dst_dir).mkdir(parents=True, exist_ok=True)
     return Path(client.download_artifacts(run_id, artifact_path, str(dst_dir)))
+
+
+class MgelabPyfunc(mlflow.pyfunc.PythonModel):
+    """An mgelab checkpoint as an MLflow model. ``mgelab.serving.pyfunc`` holds the logic and says what
+    goes in (raw samples) and what comes out (the trainer's eval outputs: logits, or values)."""
+
+    def load_context(self, context) -> None:
+        from mgelab.serving import pyfunc  # megengine, only where a model is used
+
+        self._trained = pyfunc.load(context.artifacts, context.model_config)
+
+    # The ndarray hint tells MLflow not to validate by type hints: the logged signature does.
+    def predict(self, context, model_input: np.ndarray, params=None) -> np.ndarray:
+        from mgelab.serving import pyfunc
+
+        return pyfunc.predict(self._trained, model_input)
+
+
+@contextlib.contextmanager
+def _store(tracking_uri: str) -> Iterator[None]:
+    """Model logging and registration use the process-wide URIs: ours for the call only."""
+    before = mlflow.get_tracking_uri(), mlflow.get_registry_uri()
+    mlflow.set_tracking_uri(tracking_uri), mlflow.set_registry_uri(tracking_uri)
+    try:
+        yield
+    finally:
+        mlflow.set_tracking_uri(before[0]), mlflow.set_registry_uri(before[1])
+
+
+def log_pyfunc_model(tracking_uri: str, run_id: str, checkpoint_dir: Path | str, raw_samples: Any,
+                     register_as: Optional[str] = None, name: str = "model") -> str:
+    """Log a checkpoint as a pyfunc model of ``run_id`` (registered as ``register_as``); its ``models:/`` URI."""
+    from mgelab.serving import pyfunc
+
+    client = RetryingClient(tracking_uri)
+    example, outputs = pyfunc.example_io(checkpoint_dir, raw_samples)
+    # Created here, in the run's experiment: MLflow would put it in the default experiment.
+    model = client.create_logged_model(client.get_run(run_id).info.experiment_id, name=name, source_run_id=run_id)
+    with _store(tracking_uri):
+        mlflow.models.Model.log(
+            None, name=name, flavor=mlflow.pyfunc, python_model=MgelabPyfunc(), model_id=model.model_id,
+            run_id=run_id, artifacts={pyfunc.CHECKPOINT_ARTIFACT: str(checkpoint_dir)},
+            model_config=pyfunc.model_config_of(checkpoint_dir), code_paths=[str(pyfunc.package_dir())],
+            signature=mlflow.models.infer_signature(example, outputs), input_example=example,
+            pip_requirements=pyfunc.pip_requirements(), registered_model_name=register_as,
+        )
+    return f"models:/{model.model_id}"

@@ -57,6 +57,12 @@ def error_text(exc: BaseException) -> str:
     return text if len(text) <= MAX_ERROR_LENGTH else text[: MAX_ERROR_LENGTH - 3] + "..."
 
 
+def is_transient(exc: Exception) -> bool:
+    """A locked/busy database (MLflow reports it as TEMPORARILY_UNAVAILABLE), not a real error."""
+    text = str(exc).lower()
+    return getattr(exc, "error_code", "") == "TEMPORARILY_UNAVAILABLE" or "database is locked" in text
+
+
 def str_dict(values: Mapping[str, Any]) -> Dict[str, str]:
     return {str(k): str(v) for k, v in values.items()}
 
