@@ -41,6 +41,7 @@ class TrainedModel:
     shift: np.ndarray
     model_config: Dict[str, Any] = field(default_factory=dict)
     checkpoint: Optional[Path] = None
+    run_config: Dict[str, Any] = field(default_factory=dict)  # the whole resolved run config, if stored
 
     def prepare(self, raw: np.ndarray) -> np.ndarray:
         """float32 model inputs from raw samples (N, *input_shape) in the training data's units
@@ -153,6 +154,7 @@ def load_trained(checkpoint_dir: Path | str, model_config: Optional[Mapping[str,
         shift=np.asarray(norm["shift"], np.float32).reshape(shape),
         model_config=config,
         checkpoint=checkpoint.path,
+        run_config=dict(checkpoint.meta.get("config") or {}),
     )
 
 
