@@ -17,9 +17,8 @@ from mgelab.data.cifar10 import (
     TEST_MEMBER,
     TRAIN_MEMBERS,
     load_cifar10_archive,
-    random_crop,
-    random_flip,
 )
+from mgelab.data.augment import random_crop, random_flip
 from mgelab.data.errors import DataError
 
 PER_BATCH, N_TEST = 6, 5

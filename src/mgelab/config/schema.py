@@ -71,6 +71,9 @@ class TrainerSchema:
     progress_bar: bool = True
     device: Device = Device.cpu
     seed: int = 0
+    # auto | true | false; a str, not an Enum: YAML reads true/false as booleans (str() of
+    # them is "True"/"False", which the trainer accepts case-blind).
+    compile: str = "auto"
 
 
 def register_schemas() -> None:

@@ -163,9 +163,17 @@ class ArrayDataModule:
             if index < start_batch:
                 continue
             idx = order[start : start + self.batch_size]
-            # Its own stream per batch: turning augmentation on does not change the data order.
-            inputs = self.augment(split.inputs[idx], np.random.default_rng((self.seed, epoch, 1, index)))
+            inputs = split.inputs[idx]
+            if self.augments:
+                # Its own stream per batch: turning augmentation on does not change the data order.
+                # Made only when used: seeding a generator costs as much as a linear model's step.
+                inputs = self.augment(inputs, np.random.default_rng((self.seed, epoch, 1, index)))
             yield self._prepare(inputs), split.targets[idx]
+
+    @property
+    def augments(self) -> bool:
+        """Whether ``augment`` changes training batches (subclasses with augmentation say so)."""
+        return False
 
     def augment(self, inputs: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         """Training-time augmentation of a raw (uint8) batch; none by default."""

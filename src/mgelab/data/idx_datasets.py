@@ -12,6 +12,7 @@ from typing import Dict, Mapping, Sequence, Tuple
 import numpy as np
 
 from mgelab.data.arrays import Split
+from mgelab.data.augment import CropFlipAugmentation
 from mgelab.data.errors import DataError
 from mgelab.data.fetch import RemoteFile, fetch_files
 from mgelab.data.idx import read_idx
@@ -77,13 +78,20 @@ def load_four_file_dataset(
     return read_four_files(paths, files)
 
 
-class IdxImageDataModule(RemoteDataModule):
+class IdxImageDataModule(CropFlipAugmentation, RemoteDataModule):
     """Grey images (N, 1, H, W) uint8 and int32 labels from four IDX files.
 
     Subclasses set cache_name, remote_files (ordered as for `load_four_file_dataset`),
     default_base_url, default_name, default_class_names and optionally
-    default_system_dirs and hint; the constructor is RemoteDataModule's.
+    default_system_dirs and hint. Constructor: data_dir, augment=False, crop_padding=2,
+    flip=True, then RemoteDataModule's options. augment=True crops and flips training
+    batches (flip suits clothing, not digits: set flip=false for MNIST).
     """
+
+    def __init__(self, data_dir: str, *, augment: bool = False, crop_padding: int = 2, flip: bool = True,
+                 **options) -> None:
+        super().__init__(data_dir, **options)
+        self.set_augmentation(augment, crop_padding, flip)
 
     def load_splits(self) -> Dict[str, Split]:
         arrays = read_four_files(self.fetch(), self.remote_files)

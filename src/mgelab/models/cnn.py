@@ -1,4 +1,4 @@
-"""A small CNN: two 3x3 conv blocks (conv, ReLU, 2x2 max-pool) and a fully connected head."""
+"""A small CNN: 3x3 conv blocks (conv, optional BatchNorm, ReLU, 2x2 max-pool) and a fully connected head."""
 
 from __future__ import annotations
 
@@ -22,6 +22,7 @@ class CNN(M.Module):
         hidden_size: int = 128,
         activation: str = "relu",
         dropout: float = 0.0,
+        batch_norm: bool = False,
         init: str = "msra",
         conv_impl: str = "auto",
     ) -> None:
@@ -29,11 +30,11 @@ class CNN(M.Module):
         in_channels, height, width = (int(s) for s in input_shape)
         blocks = []
         for out_channels in channels:
-            blocks += [
-                Conv2d(in_channels, int(out_channels), 3, padding=1, impl=conv_impl),
-                make_activation(activation),
-                M.MaxPool2d(2),
-            ]
+            # With BatchNorm the conv bias is redundant: BN's own shift replaces it.
+            blocks.append(Conv2d(in_channels, int(out_channels), 3, padding=1, bias=not batch_norm, impl=conv_impl))
+            if batch_norm:
+                blocks.append(M.BatchNorm2d(int(out_channels)))
+            blocks += [make_activation(activation), M.MaxPool2d(2)]
             in_channels, height, width = int(out_channels), height // 2, width // 2
         if height < 1 or width < 1:
             raise ValueError(f"input {tuple(input_shape)} is too small for {len(channels)} pooling blocks")

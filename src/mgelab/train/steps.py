@@ -9,6 +9,7 @@ import megengine.functional as F
 import megengine.module as M
 import numpy as np
 from megengine.autodiff import GradManager
+from megengine.jit import trace
 from megengine.optimizer import Optimizer
 
 LOSSES = {
@@ -19,20 +20,57 @@ LOSSES = {
 StepFn = Callable[[np.ndarray, np.ndarray], Tuple[float, np.ndarray]]
 
 
-def make_train_step(model: M.Module, optimizer: Optimizer, task: str) -> StepFn:
-    """Return ``step(x, y) -> (loss, outputs)`` updating ``model`` in place."""
+COMPILE_MODES = ("auto", "true", "false")
+
+
+def draws_random_numbers(model: M.Module) -> bool:
+    """Whether a training step uses MegEngine's RNG (active dropout)."""
+    return any(isinstance(m, M.Dropout) and m.drop_prob > 0 for m in model.modules())
+
+
+def should_compile(mode: str, model: M.Module) -> bool:
+    """``auto`` compiles unless the model draws random numbers.
+
+    A compiled graph keeps its own RNG seed: reseeding MegEngine per step (what makes a
+    resumed run draw the dropout masks the original drew) fails inside it, so models with
+    dropout train eagerly unless ``true`` is forced, which is refused with the reason.
+    """
+    mode = str(mode).lower()
+    if mode not in COMPILE_MODES:
+        raise ValueError(f"trainer.compile={mode!r} is unknown; choose one of {COMPILE_MODES}")
+    random = draws_random_numbers(model)
+    if mode == "true" and random:
+        raise ValueError(
+            "trainer.compile=true: the model has dropout, and a compiled step cannot be reseeded per step "
+            "(exact resume); use trainer.compile=auto (eager for such models) or set the dropout to 0"
+        )
+    return mode == "true" or (mode == "auto" and not random)
+
+
+def make_train_step(model: M.Module, optimizer: Optimizer, task: str, compiled: bool = False) -> StepFn:
+    """Return ``step(x, y) -> (loss, outputs)`` updating ``model`` in place.
+
+    ``compiled``: forward, backward and the optimizer update run as one graph recorded by
+    ``jit.trace(symbolic=True)`` on the first call; the per-op dispatch of eager mode is what
+    dominates small models' steps. Batches of another size (an epoch's last) are handled.
+    """
     if task not in LOSSES:
         raise ValueError(f"data task {task!r} is unknown; expected one of {sorted(LOSSES)}")
     loss_fn = LOSSES[task]
     gm = GradManager().attach(model.parameters())
 
-    def step(inputs: np.ndarray, targets: np.ndarray) -> Tuple[float, np.ndarray]:
-        x, y = mge.tensor(inputs), mge.tensor(targets)
+    def record(x: mge.Tensor, y: mge.Tensor) -> Tuple[mge.Tensor, mge.Tensor]:
         with gm:
             outputs = model(x)
             loss = loss_fn(outputs, y)
             gm.backward(loss)
         optimizer.step().clear_grad()
+        return loss, outputs
+
+    run = trace(record, symbolic=True) if compiled else record
+
+    def step(inputs: np.ndarray, targets: np.ndarray) -> Tuple[float, np.ndarray]:
+        loss, outputs = run(mge.tensor(inputs), mge.tensor(targets))
         return float(loss.item()), outputs.numpy()
 
     return step

@@ -18,7 +18,11 @@ from mgelab.train.evaluation import evaluate_split, report_test_split
 from mgelab.train.optim import OptimizerFactory, set_lr
 from mgelab.train.signals import StopOnSignal, TrainingInterrupted
 from mgelab.train.state import Progress, capture, reseed_for_step, restore
-from mgelab.train.steps import make_train_step
+from mgelab.train.steps import draws_random_numbers, make_train_step, should_compile
+
+
+# Formatting the progress bar's numbers costs as much as a small model's step.
+SHOW_EVERY_N_STEPS = 10
 
 
 @dataclass
@@ -48,6 +52,8 @@ class _Fit:
     progress: Progress
     run_meta: Mapping[str, Any]
     stop: StopOnSignal
+    # Only models that draw random numbers (dropout) need MegEngine reseeded every step.
+    reseed: bool
 
 
 class Trainer:
@@ -67,6 +73,7 @@ class Trainer:
         progress_bar: bool = True,
         device: str = "cpu",
         seed: int = 0,
+        compile: str = "auto",
     ) -> None:
         if max_epochs < 1:
             raise ValueError(f"trainer.max_epochs={max_epochs} must be >= 1")
@@ -91,6 +98,7 @@ class Trainer:
         # Informational: the run selects the device before the model is built.
         self.device = device
         self.seed = int(seed)
+        self.compile = str(compile).lower()
 
     # --- public -----------------------------------------------------------------------------
     def fit(self, model: M.Module, data, optimizer_factory: OptimizerFactory, logger,
@@ -103,8 +111,9 @@ class Trainer:
         progress = self._resume(model, optimizer) if self.resume else Progress()
         started = time.perf_counter()
         with StopOnSignal() as stop:
-            fit = _Fit(model, data, optimizer_factory, optimizer, make_train_step(model, optimizer, data.task),
-                       logger, store, progress, {"data": data.inference_meta(), **(run_meta or {})}, stop)
+            step_fn = make_train_step(model, optimizer, data.task, should_compile(self.compile, model))
+            fit = _Fit(model, data, optimizer_factory, optimizer, step_fn, logger, store, progress,
+                       {"data": data.inference_meta(), **(run_meta or {})}, stop, draws_random_numbers(model))
             while progress.epoch <= self.max_epochs:
                 self._train_epoch(fit)
                 self._end_epoch(fit)
@@ -148,8 +157,9 @@ class Trainer:
         for x, y in batches:
             lr = self._lr_at(fit.factory, p.epoch - 1 + p.next_batch / per_epoch)
             set_lr(fit.optimizer, lr)
-            # Dropout masks depend on (seed, step) only, so a resumed run draws the same ones.
-            reseed_for_step(self.seed, p.global_step)
+            if fit.reseed:
+                # Dropout masks depend on (seed, step) only, so a resumed run draws the same ones.
+                reseed_for_step(self.seed, p.global_step)
             loss, out = fit.step_fn(x, y)
             if not math.isfinite(loss):
                 raise FloatingPointError(
@@ -165,7 +175,8 @@ class Trainer:
             p.epoch_seconds = seconds_before + time.perf_counter() - clock
             if p.global_step % self.log_every_n_steps == 0:
                 fit.logger.log_metrics({"step/train_loss": loss, "step/lr": lr}, step=p.global_step)
-            self._show(batches, loss, p.epoch_seen / max(p.epoch_seconds, 1e-9))
+            if p.next_batch % SHOW_EVERY_N_STEPS == 0:
+                self._show(batches, loss, p.epoch_seen / max(p.epoch_seconds, 1e-9))
             self._maybe_checkpoint_mid_epoch(fit, per_epoch)
 
     def _maybe_checkpoint_mid_epoch(self, fit: _Fit, per_epoch: int) -> None:
