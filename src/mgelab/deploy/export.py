@@ -37,7 +37,10 @@ class ExportError(RuntimeError):
 class ExportOptions:
     # Traced and checked batch size (the graph itself accepts any batch size).
     batch_size: int = 8
-    # Reloaded graph vs eager model, elementwise: |graph - eager| <= atol + rtol * |eager|.
+    # Reloaded graph vs eager model: max |graph - eager| <= atol + rtol * max |eager|. Relative to the
+    # outputs' scale, not elementwise: optimize_for_inference folds BatchNorm into the conv weights,
+    # which moves every logit by float32 rounding of the *largest* ones (measured ~4e-7 of the
+    # scale on ResNet-18), and a logit near zero would fail an elementwise test on that alone.
     rtol: float = 1e-5
     atol: float = 1e-5
     seed: int = 0
@@ -78,12 +81,16 @@ def _compare(graph: InferenceGraph, model: M.Module, batch: np.ndarray, normaliz
     got = graph.run(batch)
     if got.shape != want.shape:
         raise ExportError(f"reloaded graph gives outputs of shape {got.shape}, the model {want.shape}")
-    error = float(np.max(np.abs(got.astype(np.float64) - want))) if want.size else 0.0
-    if not np.allclose(got, want, rtol=options.rtol, atol=options.atol):
+    if not want.size:
+        return 0.0
+    error = float(np.max(np.abs(got.astype(np.float64) - want)))
+    allowed = options.atol + options.rtol * float(np.max(np.abs(want)))
+    if not error <= allowed:  # also catches NaN
         raise ExportError(
             f"reloaded graph differs from the eager model on a batch of {len(batch)}: max |diff| {error:.3g} "
-            f"> atol {options.atol} + rtol {options.rtol} * |output|. The model's forward pass may do something "
-            "a trace cannot capture (Python-side randomness or state); or loosen rtol/atol if that is expected"
+            f"> atol {options.atol} + rtol {options.rtol} * max |output| = {allowed:.3g}. The model's forward pass "
+            "may do something a trace cannot capture (Python-side randomness or state); or loosen rtol/atol "
+            "if that is expected"
         )
     return error
 

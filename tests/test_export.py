@@ -1,0 +1,233 @@
+"""Export to a .mge inference graph: reloaded outputs equal the eager model for every registered
+model (fresh and briefly trained, both conv impls), failures leave no file, trained checkpoints and
+tracked runs export end to end."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+import megengine as mge
+import megengine.functional as F
+import megengine.module as M
+import megengine.optimizer as optim
+import numpy as np
+import pytest
+from megengine.autodiff import GradManager
+
+from mgelab.data.synthetic import SyntheticImages
+from mgelab.deploy import ExportError, ExportOptions, InferenceGraph, Normalization, export_model
+from mgelab.deploy.trained import ExportSource, export_trained
+from mgelab.models import create_model, list_models, model_spec
+from mgelab.nn import Conv2d
+from mgelab.train import OptimizerFactory, Trainer, seed_everything
+from recording_logger import RecordingLogger
+
+ROOT = Path(__file__).resolve().parents[1]
+OPTIONS = ExportOptions(batch_size=4)
+
+
+def build(name: str, conv_impl: Optional[str] = None) -> M.Module:
+    spec = model_spec(name)
+    kwargs = {"conv_impl": conv_impl} if conv_impl else {}
+    return create_model(name, spec.example_input_shape, 3, task=spec.tasks[0], **kwargs)
+
+
+def has_conv(name: str) -> bool:
+    return any(isinstance(m, Conv2d) for m in build(name).modules())
+
+
+# From the registry at collection: a new model is covered, fresh convolutional ones under both conv
+# impls (the impl only changes the backward pass: trained ones use the default).
+CASES = [
+    (name, impl, False) for name in list_models() for impl in (("fast", "native") if has_conv(name) else (None,))
+] + [(name, None, True) for name in list_models()]
+
+
+def case_id(name: str, impl: Optional[str], trained: bool) -> str:
+    return "-".join([name] + ([impl] if impl else []) + (["trained"] if trained else ["fresh"]))
+
+
+def close_to_scale(got: np.ndarray, want: np.ndarray, rtol: float = 1e-5, atol: float = 1e-5) -> None:
+    """The export's criterion: max |diff| within atol + rtol * the outputs' largest magnitude."""
+    assert got.shape == want.shape
+    assert np.max(np.abs(got - want)) <= atol + rtol * np.max(np.abs(want))
+
+
+def train_briefly(model: M.Module, name: str, steps: int = 3) -> None:
+    """A few SGD steps on random data: weights and BatchNorm statistics move off their init."""
+    spec = model_spec(name)
+    rng = np.random.default_rng(1)
+    gm = GradManager().attach(model.parameters())
+    opt = optim.SGD(model.parameters(), lr=0.01)
+    model.train()
+    for _ in range(steps):
+        x = mge.tensor(rng.standard_normal((4, *spec.example_input_shape)).astype("float32"))
+        with gm:
+            out = model(x)
+            if spec.tasks[0] == "regression":
+                loss = F.nn.square_loss(out, mge.tensor(np.zeros(out.shape, "float32")))
+            else:
+                loss = F.nn.cross_entropy(out, mge.tensor(np.arange(4, dtype="int32") % 3))
+            gm.backward(loss)
+        opt.step().clear_grad()
+
+
+def files_in(folder: Path) -> List[str]:
+    return sorted(p.name for p in folder.iterdir())
+
+
+@pytest.mark.parametrize("name,impl,trained", CASES, ids=[case_id(*case) for case in CASES])
+def test_reloaded_graph_equals_the_eager_model(tmp_path, name, impl, trained):
+    seed_everything(0)
+    model = build(name, impl)
+    if trained:
+        train_briefly(model, name)
+    shape = model_spec(name).example_input_shape
+    model.train()
+    result = export_model(model, shape, tmp_path / f"{name}.mge", options=OPTIONS)
+    assert result.checked_batch_sizes == (4, 1)
+    assert files_in(tmp_path) == [f"{name}.json", f"{name}.mge"]
+    assert model.training  # export traced in eval mode and gave the training mode back
+    # A fresh load, a batch size never traced, against the eval-mode model.
+    x = np.random.default_rng(7).standard_normal((5, *shape)).astype("float32")
+    model.eval()
+    want = model(mge.tensor(x)).numpy()
+    close_to_scale(InferenceGraph(result.path).run(x), want)
+
+
+def test_graph_with_normalisation_takes_raw_pixels(tmp_path):
+    model = build("cnn")
+    # Pixels to [0, 1], minus 0.5, over 0.3: the data module's affine map for one grey channel.
+    scale, shift = np.full((1, 1, 1, 1), 1 / (255 * 0.3), "float32"), np.full((1, 1, 1, 1), -0.5 / 0.3, "float32")
+    norm = Normalization(scale, shift)
+    result = export_model(model, (1, 8, 8), tmp_path / "raw.mge", normalization=norm, raw_dtype="uint8",
+                          options=OPTIONS)
+    pixels = np.random.default_rng(3).integers(0, 256, size=(6, 1, 8, 8), dtype=np.uint8)
+    model.eval()
+    want = model(mge.tensor(norm.apply(pixels))).numpy()
+    np.testing.assert_allclose(InferenceGraph(result.path).run(pixels), want, rtol=1e-5, atol=1e-5)
+
+
+class PythonSideNoise(M.Module):
+    """Draws its noise in numpy: a trace freezes one draw as a constant, so the graph differs."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = M.Linear(4, 2)
+
+    def forward(self, x):
+        return self.fc(x) + mge.tensor(np.random.rand(1, 2).astype("float32"))
+
+
+class NotTraceable(M.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = M.Linear(4, 2)
+
+    def forward(self, x):
+        return mge.tensor(self.fc(x).numpy() * 2)  # reads a value back: no symbolic graph can
+
+
+@pytest.mark.parametrize("model,match", [(PythonSideNoise(), "differs from the eager model"),
+                                         (NotTraceable(), "tracing, dumping or reloading")])
+def test_a_failed_export_leaves_no_file(tmp_path, model, match):
+    (tmp_path / "keep.txt").write_text("unrelated")
+    with pytest.raises(ExportError, match=match) as info:
+        export_model(model, (4,), tmp_path / "bad.mge", options=OPTIONS)
+    assert "bad.mge not written" in str(info.value)
+    assert files_in(tmp_path) == ["keep.txt"]  # no .mge, no .partial, no .json
+
+
+def test_export_path_must_end_in_mge(tmp_path):
+    with pytest.raises(ExportError, match="must end in .mge"):
+        export_model(build("mlp"), model_spec("mlp").example_input_shape, tmp_path / "graph.bin")
+
+
+# --- from what the trainer writes ---------------------------------------------------------------
+MODEL_CONFIG = {"_target_": "mgelab.models.create_model", "name": "cnn", "channels": [4, 8], "hidden_size": 16}
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory):
+    """A CNN trained for one epoch on small synthetic images; its checkpoints and data."""
+    tmp = tmp_path_factory.mktemp("trained")
+    seed_everything(0)
+    data = SyntheticImages(noise=90.0, batch_size=32, val_size=64, seed=3)
+    kwargs = {k: v for k, v in MODEL_CONFIG.items() if k not in ("_target_", "name")}
+    model = create_model("cnn", data.input_shape, data.num_outputs, **kwargs)
+    trainer = Trainer(max_epochs=1, progress_bar=False, checkpoint_dir=str(tmp / "checkpoints"))
+    result = trainer.fit(model, data, OptimizerFactory(name="sgd", lr=0.05), RecordingLogger(),
+                         run_meta={"config": {"model": MODEL_CONFIG}})
+    return tmp / "checkpoints", Path(result.best_checkpoint), data
+
+
+@pytest.mark.parametrize("raw_input", [True, False])
+def test_export_from_a_trainer_checkpoint(tmp_path, trained_run, raw_input):
+    checkpoints, _, data = trained_run
+    source = ExportSource(checkpoint=str(checkpoints))
+    trained = source.load()
+    result = export_trained(trained, tmp_path / "cnn.mge", OPTIONS, raw_input=raw_input, source=source.describe())
+    pixels = data.splits["test"].inputs[:16]
+    graph = InferenceGraph(result.path)
+    got = graph.run(pixels) if raw_input else graph.run(trained.prepare(pixels))
+    np.testing.assert_allclose(got, trained.predict_raw(pixels), rtol=1e-5, atol=1e-5)
+    meta = __import__("json").loads(result.meta_path.read_text())
+    assert meta["input"] == {"name": "data", "shape": [-1, 1, 8, 8], "dtype": "uint8" if raw_input else "float32"}
+    assert meta["class_names"] == data.class_names and meta["normalization_in_graph"] == raw_input
+    assert ("normalization" in meta) != raw_input
+
+
+def test_source_takes_exactly_one_of_checkpoint_and_run():
+    with pytest.raises(ValueError, match="exactly one source"):
+        ExportSource()
+    with pytest.raises(ValueError, match="exactly one source"):
+        ExportSource(checkpoint="c", run_id="r", tracking_uri="sqlite:///x.db")
+    with pytest.raises(ValueError, match="needs tracking_uri"):
+        ExportSource(run_id="r")
+
+
+def run_export(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    env["MEGENGINE_LOGGING_LEVEL"] = "ERROR"
+    cmd = [sys.executable, str(ROOT / "scripts" / "export.py"), *args, f"paths.output_dir={tmp_path}"]
+    return subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+
+
+def test_export_script_logs_the_graph_to_the_source_run(tmp_path, trained_run):
+    from mlflow.tracking import MlflowClient
+
+    from mgelab.tracking.mlflow_logger import TrackingStore, prepare_store
+
+    _, best, data = trained_run
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    experiment = prepare_store(uri, "export_test", artifact_location=str(tmp_path / "artifacts"))
+    store = TrackingStore(uri)
+    run_id = store.create_run(experiment, "cnn", {})
+    for part in sorted(best.iterdir()):  # as experiment.py logs the best checkpoint
+        store.log_artifact(run_id, part, "checkpoints/best")
+    store.terminate(run_id, "FINISHED")
+
+    proc = run_export(tmp_path, f"run_id={run_id}", f"tracking_uri={uri}", "batch_size=4")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    name = f"cnn_{run_id[:8]}"
+    assert f"logged to run {run_id}" in proc.stdout and "max |graph - eager|" in proc.stdout
+    client = MlflowClient(uri)
+    assert sorted(Path(a.path).name for a in client.list_artifacts(run_id, "export")) == [f"{name}.json", f"{name}.mge"]
+    local = client.download_artifacts(run_id, f"export/{name}.mge", str(tmp_path / "download"))
+    pixels = data.splits["test"].inputs[:8]
+    want = ExportSource(checkpoint=str(best)).load().predict_raw(pixels)
+    np.testing.assert_allclose(InferenceGraph(local).run(pixels), want, rtol=1e-5, atol=1e-5)
+
+
+def test_export_script_fails_clearly_without_a_source(tmp_path):
+    proc = run_export(tmp_path)
+    assert proc.returncode != 0 and "export failed: give exactly one source" in proc.stderr
+
+
+def test_a_missing_checkpoint_is_named(tmp_path):
+    with pytest.raises(FileNotFoundError, match="missing does not exist"):
+        ExportSource(checkpoint=str(tmp_path / "missing")).load()
