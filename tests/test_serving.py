@@ -23,7 +23,7 @@ MLP = {"_target_": "mgelab.models.create_model", "name": "mlp", "hidden_sizes": 
 
 
 def train_tiny(root: Path, data=None, model_cfg: Optional[Dict[str, Any]] = None, logger=None,
-               store_config: bool = True) -> Tuple[Any, Any, Any]:
+               store_config: bool = True, data_cfg: Optional[Dict[str, Any]] = None) -> Tuple[Any, Any, Any]:
     """A one-epoch fit as scripts/train.py does it (the model config stored in the checkpoint's meta).
     Returns (fit result, model, data)."""
     seed_everything(0)
@@ -33,7 +33,7 @@ def train_tiny(root: Path, data=None, model_cfg: Optional[Dict[str, Any]] = None
     model = create_model(model_cfg["name"], input_shape=data.input_shape, num_outputs=data.num_outputs,
                          task=data.task, **kwargs)
     trainer = Trainer(max_epochs=1, progress_bar=False, checkpoint_dir=str(root / "checkpoints"))
-    meta = {"config": {"model": model_cfg, "data": {"name": data.name}}} if store_config else {}
+    meta = {"config": {"model": model_cfg, "data": data_cfg or {"name": data.name}}} if store_config else {}
     result = trainer.fit(model, data, OptimizerFactory(name="sgd", lr=0.05), logger or RecordingLogger(), run_meta=meta)
     return result, model, data
 
