@@ -32,6 +32,7 @@ import megengine.module as M
 import megengine.optimizer as mopt
 import numpy as np
 from megengine.autodiff import GradManager
+from megengine.jit import trace
 from omegaconf import DictConfig, OmegaConf
 
 from mgelab.data.arrays import ArrayDataModule, Split
@@ -43,8 +44,10 @@ from mgelab.train.optim import OptimizerFactory
 
 FASHION, CIFAR = (1, 28, 28), (3, 32, 32)
 INPUT_SHAPES = {"linear": FASHION, "mlp": FASHION, "cnn": FASHION, "lenet": CIFAR, "resnet": CIFAR}
+# Training images of the dataset each shape stands for (full_size_data=true), test 10 000.
+FULL_TRAIN_SIZES = {FASHION: 60_000, CIFAR: 50_000}
 NUM_CLASSES = 10
-TABLE_COLUMNS = ("model", "variant", "conv_impl", "train_samples_per_s", "eval_samples_per_s", "peak_rss_mb")
+TABLE_COLUMNS = ("model", "variant", "compiled", "conv_impl", "train_samples_per_s", "eval_samples_per_s", "peak_rss_mb")
 
 
 @dataclass(frozen=True)
@@ -58,6 +61,7 @@ class Settings:
     momentum: float
     seed: int
     sync_every_step: bool
+    full_size_data: bool
 
 
 class RandomImages(ArrayDataModule):
@@ -72,6 +76,8 @@ class RandomImages(ArrayDataModule):
             "val": settings.eval_batch,  # the trainer validates once per fit; keep it small
             "test": settings.eval_batch * settings.eval_batches,
         }
+        if settings.full_size_data:  # the real dataset's footprint, for peak_rss_mb
+            self.sizes.update(train=FULL_TRAIN_SIZES[self.shape], test=10_000)
 
     def load_splits(self) -> Dict[str, Split]:
         rng = np.random.default_rng(self.seed)
@@ -122,12 +128,13 @@ def conv_path(model: M.Module) -> Optional[str]:
 
 
 # --- the two variants ---------------------------------------------------------------------------
-def bench_trainer(model: M.Module, name: str, s: Settings) -> Tuple[float, float]:
+def bench_trainer(model: M.Module, name: str, s: Settings, compiled: bool) -> Tuple[float, float]:
     """Trainer.fit on in-memory data, then Trainer.evaluate; returns (train, eval) samples/s."""
     data = RandomImages(INPUT_SHAPES[name], s)
     factory = OptimizerFactory(name="sgd", lr=s.lr, momentum=s.momentum)
     with tempfile.TemporaryDirectory() as checkpoints:
-        options = dict(max_epochs=1, progress_bar=False, checkpoint_dir=checkpoints, log_every_n_steps=10**9)
+        options = dict(max_epochs=1, progress_bar=False, checkpoint_dir=checkpoints, log_every_n_steps=10**9,
+                       compile=str(compiled))
         if s.warmup:
             Trainer(limit_train_batches=s.warmup, **options).fit(model, data, factory, NullLogger())
         trainer = Trainer(limit_train_batches=s.steps, **options)
@@ -138,8 +145,9 @@ def bench_trainer(model: M.Module, name: str, s: Settings) -> Tuple[float, float
     return train_rate, data.split_size("test") / (time.perf_counter() - started)
 
 
-def bench_bare(model: M.Module, name: str, s: Settings) -> Tuple[float, float]:
-    """The MegEngine idiom on one fixed batch: attach, record, backward, step.
+def bench_bare(model: M.Module, name: str, s: Settings, compiled: bool) -> Tuple[float, float]:
+    """The MegEngine idiom on one fixed batch: attach, record, backward, step (``compiled``:
+    the same function under ``jit.trace(symbolic=True)``).
 
     ``sync_every_step`` reads the loss back after every step, as a real loop does. Without it
     MegEngine's asynchronous queue runs ahead: measured here (2 cores, one busy) the CNN then
@@ -152,15 +160,16 @@ def bench_bare(model: M.Module, name: str, s: Settings) -> Tuple[float, float]:
     optimizer = mopt.SGD(model.parameters(), lr=s.lr, momentum=s.momentum)
     gm = GradManager().attach(model.parameters())
 
-    def step() -> mge.Tensor:
+    def record(inputs: mge.Tensor, labels: mge.Tensor) -> mge.Tensor:
         with gm:
-            loss = F.nn.cross_entropy(model(x), y)
+            loss = F.nn.cross_entropy(model(inputs), labels)
             gm.backward(loss)
         optimizer.step().clear_grad()
         return loss
 
+    run_step = trace(record, symbolic=True) if compiled else record
     model.train()
-    train_rate = s.batch * s.steps / timed(step, s.warmup, s.steps, s.sync_every_step)
+    train_rate = s.batch * s.steps / timed(lambda: run_step(x, y), s.warmup, s.steps, s.sync_every_step)
     model.eval()
     x_eval = mge.tensor(rng.normal(size=(s.eval_batch, *INPUT_SHAPES[name])).astype("float32"))
     eval_rate = s.eval_batch * s.eval_batches / timed(lambda: model(x_eval), 1, s.eval_batches, s.sync_every_step)
@@ -191,6 +200,7 @@ class Job:
     model: str
     variant: str
     conv_impl: Optional[str]
+    compiled: bool
     device: str
     settings: Settings
     model_kwargs: Dict[str, Any]
@@ -202,10 +212,11 @@ def measure(job: Job) -> Dict[str, Any]:
     reset_peak_rss()
     mge.random.seed(s.seed)
     model = build(job.model, job.conv_impl, job.model_kwargs)
-    train_rate, eval_rate = VARIANTS[job.variant](model, job.model, s)
+    train_rate, eval_rate = VARIANTS[job.variant](model, job.model, s, job.compiled)
     return {
         "model": job.model,
         "variant": job.variant,
+        "compiled": job.compiled,
         "conv_impl": job.conv_impl,
         "conv_path": conv_path(model),
         "device": job.device,
@@ -262,7 +273,8 @@ def jobs(cfg: DictConfig) -> List[Job]:
         kwargs = all_kwargs.get(name, {})
         # conv_impl only means something to models with convolutions: run the others once.
         for impl in impls if has_convs(name, kwargs) else [None]:
-            out += [Job(name, variant, impl, cfg.device, settings, kwargs) for variant in variants]
+            out += [Job(name, variant, impl, bool(compiled), cfg.device, settings, kwargs)
+                    for compiled in as_list(cfg.compiled) for variant in variants]
     return out
 
 
