@@ -11,6 +11,7 @@ Run it with `load_network_and_run` or `megengine.utils.comp_graph_tools.GraphInf
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import hydra
@@ -50,6 +51,8 @@ def export(cfg: DictConfig) -> ExportResult:
 
 @hydra.main(config_path="../conf", config_name="export", version_base="1.3")
 def main(cfg: DictConfig) -> None:
+    # MLflow draws a progress bar for the two checkpoint files it downloads; the export's own lines suffice.
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     try:
         export(cfg)
     except (ExportError, ValueError, FileNotFoundError, LookupError) as exc:
