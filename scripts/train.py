@@ -50,7 +50,7 @@ def run_tags(cfg: DictConfig) -> Dict[str, Any]:
 def train(cfg: DictConfig) -> float:
     seed_everything(cfg.seed)
     # Before any model is built: parameters live on the device that was default then.
-    select_device(cfg.trainer.device)
+    select_device(cfg.trainer.device, cfg.trainer.cpu_threads)
     resume = resume_target(cfg.trainer.resume, Path(cfg.paths.output_dir), cfg.run_name)
     # A resumed run continues the tracking run its checkpoint names.
     run_id = stored_meta(resume).get("tracking_run_id") if resume else None

@@ -70,6 +70,7 @@ class TrainerSchema:
     monitor_mode: str = "auto"
     progress_bar: bool = True
     device: Device = Device.cpu
+    cpu_threads: int = 1
     seed: int = 0
     # auto | true | false; a str, not an Enum: YAML reads true/false as booleans (str() of
     # them is "True"/"False", which the trainer accepts case-blind).

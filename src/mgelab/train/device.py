@@ -14,11 +14,19 @@ import megengine as mge
 DEVICES = ("cpu", "gpu", "auto")
 
 
-def select_device(device: str) -> str:
+def cpu_node(threads: int) -> str:
+    """MegEngine's CPU comp node: ``cpu0`` runs kernels on one worker thread,
+    ``multithreadN:0`` splits each kernel (matmul, conv) over a pool of N threads."""
+    if int(threads) < 1:
+        raise ValueError(f"trainer.cpu_threads={threads} must be >= 1")
+    return "cpu0" if int(threads) == 1 else f"multithread{int(threads)}:0"
+
+
+def select_device(device: str, cpu_threads: int = 1) -> str:
     if device not in DEVICES:
         raise ValueError(f"trainer.device={device!r} is unknown; choose one of {DEVICES}")
     if device == "cpu":
-        chosen = "cpu0"
+        chosen = cpu_node(cpu_threads)
     elif mge.is_cuda_available():
         chosen = "gpu0"
     elif device == "gpu":
@@ -27,6 +35,6 @@ def select_device(device: str) -> str:
             "use trainer.device=cpu (or auto)"
         )
     else:
-        chosen = "cpu0"
+        chosen = cpu_node(cpu_threads)
     mge.set_default_device(chosen)
     return chosen

@@ -4,6 +4,7 @@ and a logger interface; it knows nothing of Hydra or MLflow."""
 from __future__ import annotations
 
 import math
+import resource
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +20,11 @@ from mgelab.train.optim import OptimizerFactory, set_lr
 from mgelab.train.signals import StopOnSignal, TrainingInterrupted
 from mgelab.train.state import Progress, capture, reseed_for_step, restore
 from mgelab.train.steps import draws_random_numbers, make_train_step, should_compile
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident memory so far (Linux reports kB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 # Formatting the progress bar's numbers costs as much as a small model's step.
@@ -74,6 +80,7 @@ class Trainer:
         device: str = "cpu",
         seed: int = 0,
         compile: str = "auto",
+        cpu_threads: int = 1,
     ) -> None:
         if max_epochs < 1:
             raise ValueError(f"trainer.max_epochs={max_epochs} must be >= 1")
@@ -96,7 +103,7 @@ class Trainer:
         self.monitor, self.monitor_mode = monitor, monitor_mode
         self.progress_bar = progress_bar
         # Informational: the run selects the device before the model is built.
-        self.device = device
+        self.device, self.cpu_threads = device, int(cpu_threads)
         self.seed = int(seed)
         self.compile = str(compile).lower()
 
@@ -206,6 +213,9 @@ class Trainer:
             "lr": self._lr_at(fit.factory, p.epoch - 1 + (per_epoch - 1) / per_epoch),
             "train/samples_per_s": p.epoch_seen / max(p.epoch_seconds, 1e-9),
             "train/epoch_seconds": p.epoch_seconds,
+            # Training seconds so far (validation excluded): "time to X % val acc" is read off this.
+            "train/elapsed_seconds": p.train_seconds + p.epoch_seconds,
+            "sys/peak_rss_mb": peak_rss_mb(),
         }
         p.history.append(row)
         fit.logger.log_metrics(row, step=p.epoch)
