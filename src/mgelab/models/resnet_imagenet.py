@@ -113,8 +113,8 @@ class ResNet18(M.Module):
         return self.fc(F.mean(x, axis=(2, 3)))
 
 
-# The tests' shape is small on purpose: at 32 px every stage still runs (layer4 sees 1x1).
-@register_model("resnet18", input_ranks=(3,), example_input_shape=(3, 32, 32))
+# The tests' shape is small on purpose: at 16 px every stage still runs (layer3 and layer4 see 1x1).
+@register_model("resnet18", input_ranks=(3,), example_input_shape=(3, 16, 16))
 def resnet18(
     input_shape: Sequence[int],
     num_outputs: int,
