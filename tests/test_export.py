@@ -4,6 +4,8 @@ tracked runs export end to end."""
 
 from __future__ import annotations
 
+import importlib.util
+import json
 import os
 import subprocess
 import sys
@@ -16,6 +18,8 @@ import megengine.module as M
 import megengine.optimizer as optim
 import numpy as np
 import pytest
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
 from megengine.autodiff import GradManager
 
 from mgelab.data.synthetic import SyntheticImages
@@ -57,7 +61,7 @@ def close_to_scale(got: np.ndarray, want: np.ndarray, rtol: float = 1e-5, atol: 
     assert np.max(np.abs(got - want)) <= atol + rtol * np.max(np.abs(want))
 
 
-def train_briefly(model: M.Module, name: str, steps: int = 3) -> None:
+def train_briefly(model: M.Module, name: str, steps: int = 2) -> None:
     """A few SGD steps on random data: weights and BatchNorm statistics move off their init."""
     spec = model_spec(name)
     rng = np.random.default_rng(1)
@@ -175,7 +179,7 @@ def test_export_from_a_trainer_checkpoint(tmp_path, trained_run, raw_input):
     graph = InferenceGraph(result.path)
     got = graph.run(pixels) if raw_input else graph.run(trained.prepare(pixels))
     np.testing.assert_allclose(got, trained.predict_raw(pixels), rtol=1e-5, atol=1e-5)
-    meta = __import__("json").loads(result.meta_path.read_text())
+    meta = json.loads(result.meta_path.read_text())
     assert meta["input"] == {"name": "data", "shape": [-1, 1, 8, 8], "dtype": "uint8" if raw_input else "float32"}
     assert meta["class_names"] == data.class_names and meta["normalization_in_graph"] == raw_input
     assert ("normalization" in meta) != raw_input
@@ -197,24 +201,47 @@ def run_export(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
 
 
-def test_export_script_logs_the_graph_to_the_source_run(tmp_path, trained_run):
+def test_export_script_from_a_checkpoint(tmp_path, trained_run):
+    checkpoints, best, data = trained_run
+    proc = run_export(tmp_path, f"checkpoint={checkpoints}", "batch_size=4")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    path = tmp_path / "export" / f"cnn_{best.name}.mge"
+    assert f"wrote {path}" in proc.stdout and "uint8" in proc.stdout
+    pixels = data.splits["test"].inputs[:8]
+    want = ExportSource(checkpoint=str(best)).load().predict_raw(pixels)
+    np.testing.assert_allclose(InferenceGraph(path).run(pixels), want, rtol=1e-5, atol=1e-5)
+
+
+def export_script_in_process(overrides: List[str]):
+    """scripts/export.py's ``export`` on its composed config, without a subprocess (faster)."""
+    spec = importlib.util.spec_from_file_location("export_script", ROOT / "scripts" / "export.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        cfg = compose(config_name="export", overrides=overrides)
+    GlobalHydra.instance().clear()
+    return script.export(cfg)
+
+
+def test_export_of_a_run_is_logged_as_its_artifact(tmp_path, trained_run, capsys):
     from mlflow.tracking import MlflowClient
 
     from mgelab.tracking.mlflow_logger import TrackingStore, prepare_store
 
     _, best, data = trained_run
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    experiment = prepare_store(uri, "export_test", artifact_location=str(tmp_path / "artifacts"))
     store = TrackingStore(uri)
-    run_id = store.create_run(experiment, "cnn", {})
+    run_id = store.create_run(prepare_store(uri, "export_test", str(tmp_path / "artifacts")), "cnn", {})
     for part in sorted(best.iterdir()):  # as experiment.py logs the best checkpoint
         store.log_artifact(run_id, part, "checkpoints/best")
     store.terminate(run_id, "FINISHED")
 
-    proc = run_export(tmp_path, f"run_id={run_id}", f"tracking_uri={uri}", "batch_size=4")
-    assert proc.returncode == 0, proc.stdout + proc.stderr
+    result = export_script_in_process([f"run_id={run_id}", f"tracking_uri={uri}", "batch_size=4",
+                                       f"paths.output_dir={tmp_path}"])
     name = f"cnn_{run_id[:8]}"
-    assert f"logged to run {run_id}" in proc.stdout and "max |graph - eager|" in proc.stdout
+    assert result.path == tmp_path / "export" / f"{name}.mge"
+    assert f"logged to run {run_id}" in capsys.readouterr().out
     client = MlflowClient(uri)
     assert sorted(Path(a.path).name for a in client.list_artifacts(run_id, "export")) == [f"{name}.json", f"{name}.mge"]
     local = client.download_artifacts(run_id, f"export/{name}.mge", str(tmp_path / "download"))
