@@ -98,13 +98,13 @@ def dump_inference_graph(
     With ``normalization`` the graph takes raw samples in ``example``'s dtype (uint8 images) and
     normalises them itself, so a deployment feeds pixels as they are.
     """
-    if normalization is not None:
-        scale, shift = mge.tensor(normalization.scale), mge.tensor(normalization.shift)
+    # Captured as constants of the graph, like the parameters.
+    affine = None if normalization is None else (mge.tensor(normalization.scale), mge.tensor(normalization.shift))
 
     @trace(symbolic=True, capture_as_const=True)
     def infer(data):
-        if normalization is not None:
-            data = data.astype("float32") * scale + shift
+        if affine is not None:
+            data = data.astype("float32") * affine[0] + affine[1]
         return model(data)
 
     with eval_mode(model):
