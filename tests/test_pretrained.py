@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Dict
 
@@ -14,7 +15,7 @@ import pytest
 
 from data_fixtures import closed_port_url, os_system_pickle, sha256_of
 from mgelab.models import create_model
-from mgelab.models.pretrained import CACHE_SUBDIR, WEIGHTS, PretrainedError, fetch_weights
+from mgelab.models.pretrained import CACHE_SUBDIR, WEIGHTS, PretrainedError, adapt, fetch_weights
 from mgelab.models.resnet_imagenet import ResNet18
 from mgelab.train.checkpoint import load_checkpoint
 
@@ -29,17 +30,22 @@ class Served:
     url: str
 
 
+@lru_cache(maxsize=1)
+def official_shapes() -> Dict[str, tuple]:
+    return {k: v.shape for k, v in ResNet18((3, 224, 224), 1000).state_dict().items()}
+
+
 def official_arrays(seed: int) -> Dict[str, np.ndarray]:
     """Random values under the official keys and shapes."""
     rng = np.random.default_rng(seed)
     out = {}
-    for key, value in ResNet18((3, 224, 224), 1000).state_dict().items():
+    for key, shape in official_shapes().items():
         # He-scaled weights and BN near identity keep activations O(1), so outputs compare to float32 tolerance.
-        fan_in = int(np.prod(value.shape[1:])) if value.ndim > 1 else 1
-        array = rng.normal(scale=np.sqrt(2.0 / fan_in) if value.ndim > 1 else 0.1, size=value.shape)
+        scale = np.float32(np.sqrt(2.0 / np.prod(shape[1:])) if len(shape) > 1 else 0.1)
+        array = rng.standard_normal(shape, dtype=np.float32) * scale
         if key.endswith(("running_var", "bn1.weight", "bn2.weight", "downsample.1.weight")):
             array = 1.0 + np.abs(array)  # a variance, or a BatchNorm scale
-        out[key] = array.astype(np.float32)
+        out[key] = array
     return out
 
 
@@ -72,9 +78,9 @@ def state(model) -> Dict[str, np.ndarray]:
     return {k: np.array(v) for k, v in model.state_dict().items()}
 
 
-@pytest.mark.parametrize("bn_4d", [False, True], ids=["bn-flat", "bn-1c11"])
-def test_served_weights_load_equal_to_the_source(tmp_path, http_server, bn_4d):
-    served = serve_weights(http_server, seed=1, bn_4d=bn_4d)
+def test_served_weights_load_equal_to_the_source(tmp_path, http_server):
+    # BatchNorm vectors stored as (1, C, 1, 1), as MegEngine 1.1+ holds them: they load as (C,).
+    served = serve_weights(http_server, seed=1, bn_4d=True)
     model = create_model("resnet18", (3, 224, 224), 1000, pretrained=True, weights=options(tmp_path, served))
     got = state(model)
     assert got.keys() == served.arrays.keys()
@@ -131,6 +137,33 @@ def test_a_malicious_pickle_is_refused_and_never_runs(tmp_path, http_server):
     assert "refused and deleted" in str(info.value)
     assert not marker.exists()
     assert nothing_cached(tmp_path)
+
+
+def test_damaged_files_are_named_with_what_to_do(tmp_path, http_server):
+    served = serve_weights(http_server, arrays=tiny_arrays())
+    served.path.write_bytes(served.path.read_bytes()[:-40])  # truncated in transit
+    truncated = Served({}, served.path, sha256_of(served.path), served.url)
+    with pytest.raises(PretrainedError, match="unreadable .*and deleted"):
+        fetch_weights("resnet18", **options(tmp_path, truncated))
+    assert nothing_cached(tmp_path)
+    # A converted checkpoint damaged on disk: its manifest hash catches it before any key is compared.
+    good = serve_weights(http_server, arrays=tiny_arrays())
+    path = fetch_weights("resnet18", **options(tmp_path, good))
+    with open(path / "arrays.npz", "r+b") as handle:
+        handle.seek(100)
+        handle.write(b"\xff" * 8)
+    with pytest.raises(PretrainedError, match=f"damaged.*delete {path}"):
+        create_model("resnet18", (3, 16, 16), 1000, pretrained=True, weights=options(tmp_path, good))
+
+
+def test_batchnorm_vectors_of_either_layout_fit():
+    model_state = {k: np.asarray(v) for k, v in ResNet18((3, 16, 16), 1000).state_dict().items()}
+    four_d = {k: v.reshape(1, -1, 1, 1) if v.ndim == 1 else v for k, v in model_state.items()}
+    arrays, skipped = adapt(four_d, WEIGHTS["resnet18"], model_state)
+    assert skipped == [] and all(arrays[k].shape == v.shape for k, v in model_state.items())
+    # Only a pure reshape is forgiven: a different size stays for check_fits to name.
+    odd = {"bn1.weight": np.zeros((1, 32, 1, 1), np.float32)}
+    assert adapt(odd, WEIGHTS["resnet18"], model_state)[0]["bn1.weight"].shape == (1, 32, 1, 1)
 
 
 def test_a_new_head_for_ten_classes_keeps_the_backbone(tmp_path, http_server, caplog):

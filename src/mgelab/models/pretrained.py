@@ -33,7 +33,7 @@ import numpy as np
 from mgelab.data.errors import DataError
 from mgelab.data.fetch import RemoteFile, fetch_files, file_sha256, mirror_sources
 from mgelab.safe_pickle import UnsafePickleError
-from mgelab.train.checkpoint import CheckpointError, check_fits, load_checkpoint, save_checkpoint
+from mgelab.train.checkpoint import CheckpointError, check_fits, load_checkpoint, read_manifest, save_checkpoint
 
 log = logging.getLogger(__name__)
 
@@ -96,16 +96,15 @@ def _convert(source: Path, target: Path, spec: PretrainedWeights) -> Path:
     downloaded = source.parent.resolve() == target.parent.resolve()
     try:
         arrays = load_checkpoint(source, trust_pickle=True).arrays
-    except UnsafePickleError as exc:
+    except Exception as exc:  # refused by the allow-list, or damaged (which raises almost anything)
         if downloaded:
-            source.unlink()  # never leave it where the next run would find it
+            source.unlink(missing_ok=True)  # never leave it where the next run would find it again
+        done = "refused" if isinstance(exc, UnsafePickleError) else f"unreadable ({type(exc).__name__})"
         raise PretrainedError(
-            f"{source} was refused{' and deleted' if downloaded else ''}: {exc}. Published weights hold only "
-            f"numpy arrays, so this copy is not the file {spec.name!r} names; check {KEYS}.mirror / {KEYS}.base_url."
+            f"{source} was {done}{' and deleted' if downloaded else ''}: {exc}. Published weights are a pickle of "
+            f"numpy arrays only, so this copy is not the file {spec.name!r} names; check {KEYS}.mirror and "
+            f"{KEYS}.base_url, or replace the mirror's copy."
         ) from exc
-    except Exception as exc:  # a damaged pickle raises almost anything
-        raise PretrainedError(f"{source}: cannot read it as a weights pickle ({type(exc).__name__}: {exc}); "
-                              "delete it so it is fetched again.") from exc
     meta = {"weights": spec.name, "source_file": spec.file_name, "source_sha256": file_sha256(source),
             "channel_order": spec.channel_order}
     try:
@@ -136,7 +135,7 @@ def fetch_weights(
     target = Path(cache_dir).expanduser() / CACHE_SUBDIR / spec.name
     pinned = (sha256 or spec.sha256 or "").strip().lower() or None
     if (target / "manifest.json").is_file():
-        recorded = load_checkpoint(target).meta.get("source_sha256")
+        recorded = read_manifest(target)[1]["meta"].get("source_sha256")  # no arrays read yet
         if not (verify and pinned and recorded != pinned):
             return target
         raise PretrainedError(f"{target} was converted from a file with sha256 {recorded}, not the pinned "
@@ -191,7 +190,11 @@ def load_pretrained(model: M.Module, name: str = "resnet18", **fetch_options) ->
         raise PretrainedError(f"pretrained weights {spec.name!r} take 3-channel colour images; this model was "
                               f"built for {channels} channel(s). Use colour data or model.pretrained=false.")
     path = fetch_weights(name, **fetch_options)
-    arrays, skipped = adapt(load_checkpoint(path).arrays, spec, model_state)
+    try:
+        stored = load_checkpoint(path).arrays  # its manifest's sha256 checked
+    except CheckpointError as exc:
+        raise PretrainedError(f"{exc}; delete {path} so the weights are fetched and converted again.") from exc
+    arrays, skipped = adapt(stored, spec, model_state)
     if skipped:
         log.info("pretrained %s: new %d-class head; %s not loaded (the weights have %d classes)",
                  spec.name, model_state[f"{HEAD_PREFIX}bias"].shape[-1], ", ".join(skipped), spec.num_classes)
