@@ -140,6 +140,7 @@ def export_model(
     partial = path.with_name(f".{path.name}.partial")
     sizes = tuple(dict.fromkeys((int(options.batch_size), 1)))
     batches = check_batches(input_shape, sizes, raw_dtype, options.seed, normalization)
+    done = False
     try:
         dump = dump_inference_graph(model, batches[0], partial, normalization, options.graph)
         graph = InferenceGraph(partial)
@@ -150,9 +151,12 @@ def export_model(
         meta_path = path.with_suffix(".json")
         _write_json(meta_path, meta)
         os.replace(partial, path)
+        done = True
+    except ExportError as exc:
+        raise ExportError(f"{path} not written: {exc}") from exc
     except Exception as exc:
-        partial.unlink(missing_ok=True)
-        if isinstance(exc, ExportError):
-            raise ExportError(f"{path} not written: {exc}") from exc
         raise ExportError(f"{path} not written: tracing, dumping or reloading the graph failed: {exc!r}") from exc
+    finally:  # also on Ctrl-C: never leave a half-written graph
+        if not done:
+            partial.unlink(missing_ok=True)
     return ExportResult(path, meta_path, error, sizes, dump)
