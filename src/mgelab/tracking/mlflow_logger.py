@@ -61,13 +61,11 @@ def with_retries(call: Callable[..., T], *args: Any, **kwargs: Any) -> T:
 
 
 class RetryingClient:
-    """``MlflowClient`` whose every call is retried while the database is locked.
+    """``MlflowClient`` whose every call is retried while the database is locked (safe: a call that
+    hit the lock was rolled back as a whole)."""
 
-    Retrying is safe: a call that hit the lock was rolled back as a whole.
-    """
-
-    def __init__(self, tracking_uri: str) -> None:
-        self._client = with_retries(MlflowClient, tracking_uri)
+    def __init__(self, tracking_uri: str, registry_uri: Optional[str] = None) -> None:
+        self._client = with_retries(MlflowClient, tracking_uri, registry_uri)
 
     def __getattr__(self, name: str) -> Any:
         attr = getattr(self._client, name)
@@ -75,11 +73,9 @@ class RetryingClient:
 
 
 def prepare_store(tracking_uri: str, experiment_name: str, artifact_location: Optional[str] = None) -> str:
-    """Create the store (schema migrations) and the experiment; return the experiment id.
-
-    Called once before multirun jobs start, because concurrent first-time creation of an
-    SQLite store or of one experiment races. Safe to call again: it finds what exists.
-    """
+    """Create the store (schema migrations) and the experiment; return the experiment id. Called once
+    before multirun jobs start (concurrent first-time creation of an SQLite store or of one experiment
+    races); safe to call again: it finds what exists."""
     db_file = sqlite_path(tracking_uri)
     if db_file is not None:
         db_file.parent.mkdir(parents=True, exist_ok=True)
@@ -270,31 +266,35 @@ class MgelabPyfunc(mlflow.pyfunc.PythonModel):
 
 
 @contextlib.contextmanager
-def _store(tracking_uri: str) -> Iterator[None]:
-    """Model logging and registration use the process-wide URIs: ours for the call only."""
-    before = mlflow.get_tracking_uri(), mlflow.get_registry_uri()
-    mlflow.set_tracking_uri(tracking_uri), mlflow.set_registry_uri(tracking_uri)
+def _tracking_uri(uri: str) -> Iterator[None]:
+    """Model.log reads the process-wide tracking URI (and exports it): ours for the call, then as before."""
+    before = mlflow.get_tracking_uri() if mlflow.is_tracking_uri_set() else None
+    mlflow.set_tracking_uri(uri)
     try:
         yield
     finally:
-        mlflow.set_tracking_uri(before[0]), mlflow.set_registry_uri(before[1])
+        mlflow.set_tracking_uri(before)
 
 
 def log_pyfunc_model(tracking_uri: str, run_id: str, checkpoint_dir: Path | str, raw_samples: Any,
                      register_as: Optional[str] = None, name: str = "model") -> str:
-    """Log a checkpoint as a pyfunc model of ``run_id`` (registered as ``register_as``); its ``models:/`` URI."""
+    """A checkpoint as a pyfunc model of ``run_id`` (registered as ``register_as`` in the same store); its URI."""
     from mgelab.serving import pyfunc
 
-    client = RetryingClient(tracking_uri)
+    client = RetryingClient(tracking_uri, registry_uri=tracking_uri)
     example, outputs = pyfunc.example_io(checkpoint_dir, raw_samples)
     # Created here, in the run's experiment: MLflow would put it in the default experiment.
     model = client.create_logged_model(client.get_run(run_id).info.experiment_id, name=name, source_run_id=run_id)
-    with _store(tracking_uri):
+    with _tracking_uri(tracking_uri):
         mlflow.models.Model.log(
             None, name=name, flavor=mlflow.pyfunc, python_model=MgelabPyfunc(), model_id=model.model_id,
             run_id=run_id, artifacts={pyfunc.CHECKPOINT_ARTIFACT: str(checkpoint_dir)},
             model_config=pyfunc.model_config_of(checkpoint_dir), code_paths=[str(pyfunc.package_dir())],
             signature=mlflow.models.infer_signature(example, outputs), input_example=example,
-            pip_requirements=pyfunc.pip_requirements(), registered_model_name=register_as,
+            pip_requirements=pyfunc.pip_requirements(),
         )
+        if register_as:  # inside: the registry resolves the models:/ source through the tracking URI
+            with contextlib.suppress(MlflowException):  # it exists: a new version of it
+                client.create_registered_model(register_as)
+            client.create_model_version(register_as, f"models:/{model.model_id}", run_id, model_id=model.model_id)
     return f"models:/{model.model_id}"
