@@ -60,8 +60,13 @@ def test_a_fresh_process_gets_the_trainers_eval_outputs(logged):
         "import sys, numpy as np, mlflow\n"
         "mlflow.set_tracking_uri(sys.argv[1])\n"
         "raw = np.load(sys.argv[2])\n"
+        "from concurrent.futures import ThreadPoolExecutor\n"
         "for i, uri in enumerate(sys.argv[3:]):\n"
-        "    np.save(f'{sys.argv[2]}.out{i}.npy', mlflow.pyfunc.load_model(uri).predict(raw))\n"
+        "    model = mlflow.pyfunc.load_model(uri)\n"
+        "    np.save(f'{sys.argv[2]}.out{i}.npy', model.predict(raw))\n"
+        "# A server calls predict from a thread pool (MegEngine runs only in the thread that imported it).\n"
+        "out = ThreadPoolExecutor(1).submit(model.predict, raw).result()\n"
+        "np.save(f'{sys.argv[2]}.thread.npy', out)\n"
     )
     uris = [logged["model_uri"], f"models:/{REGISTERED}/1", f"runs:/{logged['run_id']}/model"]
     cmd = [sys.executable, "-c", script, logged["uri"], str(root / "raw.npy"), *uris]
@@ -71,6 +76,7 @@ def test_a_fresh_process_gets_the_trainers_eval_outputs(logged):
         out = np.load(root / f"raw.npy.out{i}.npy")
         assert out.dtype == np.float32 and out.shape == (128, 4)
         assert np.array_equal(out, logged["expected"]), uris[i]  # logits, bit for bit
+    assert np.array_equal(np.load(root / "raw.npy.thread.npy"), logged["expected"])
 
 
 def test_registered_as_a_model_version_of_the_run(logged):
@@ -108,11 +114,11 @@ def test_rows_may_come_flattened_or_one_at_a_time(logged):
     trained = load_trained(logged["root"] / "ck")
     raw = logged["raw"][:3]
     # Another batch size may take another conv kernel: equal to float32 rounding, not bit for bit.
-    flat = serving_pyfunc.predict(trained, raw.reshape(3, -1))
+    flat = serving_pyfunc.predict_trained(trained, raw.reshape(3, -1))
     assert np.allclose(flat, logged["expected"][:3], rtol=1e-5, atol=1e-6)
-    assert np.allclose(serving_pyfunc.predict(trained, raw[0]), logged["expected"][:1], rtol=1e-5, atol=1e-6)
+    assert np.allclose(serving_pyfunc.predict_trained(trained, raw[0]), logged["expected"][:1], rtol=1e-5, atol=1e-6)
     with pytest.raises(ValueError, match=r"\(N, 3, 10, 12\)"):
-        serving_pyfunc.predict(trained, raw[:, :1])
+        serving_pyfunc.predict_trained(trained, raw[:, :1])
 
 
 @pytest.mark.slow

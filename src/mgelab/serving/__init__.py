@@ -1,5 +1,17 @@
-"""Using a trained model: load it from a checkpoint or a tracked run, feed it raw samples, predict."""
+"""Using a trained model: load it from a checkpoint or a tracked run, feed it raw samples, predict.
 
-from mgelab.serving.loading import TrainedModel, load_from_run, load_trained
+The names below are imported on first use, so that ``mgelab.serving.pyfunc`` can be imported
+without importing MegEngine (see ``engine_thread``).
+"""
+
+from typing import Any
 
 __all__ = ["TrainedModel", "load_from_run", "load_trained"]
+
+
+def __getattr__(name: str) -> Any:
+    if name in __all__:
+        from mgelab.serving import loading
+
+        return getattr(loading, name)
+    raise AttributeError(f"module 'mgelab.serving' has no attribute {name!r}")

@@ -14,12 +14,14 @@ from __future__ import annotations
 
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Optional, Tuple
 
 import numpy as np
 
-from mgelab.serving.loading import TrainedModel, load_trained, model_config_from, resolve_checkpoint
-from mgelab.train.checkpoint import read_manifest
+from mgelab.serving import engine_thread
+
+if TYPE_CHECKING:  # importing loading imports megengine, which must happen in the model's own thread
+    from mgelab.serving.loading import TrainedModel
 
 # The artifact key of the checkpoint directory inside the pyfunc model.
 CHECKPOINT_ARTIFACT = "checkpoint"
@@ -51,14 +53,24 @@ def package_dir() -> Path:
 
 def model_config_of(checkpoint_dir: Path | str) -> Dict[str, Any]:
     """``{"model": <the model config node>}`` of a checkpoint: the pyfunc's ``model_config``."""
+    from mgelab.serving.loading import model_config_from, resolve_checkpoint
+    from mgelab.train.checkpoint import read_manifest
+
     path, manifest = read_manifest(resolve_checkpoint(checkpoint_dir))
     return {"model": model_config_from(manifest["meta"], f"checkpoint {path}")}
 
 
+def _load_trained(checkpoint_dir: str, model_config: Optional[Dict[str, Any]]) -> TrainedModel:
+    from mgelab.serving.loading import load_trained
+
+    return load_trained(checkpoint_dir, model_config)
+
+
 def load(artifacts: Mapping[str, str], model_config: Optional[Mapping[str, Any]]) -> TrainedModel:
-    """The model of a pyfunc's checkpoint artifact, rebuilt from the model config it was logged with."""
+    """The model of a pyfunc's checkpoint artifact, rebuilt (in MegEngine's thread) from the model
+    config it was logged with."""
     stored = (model_config or {}).get("model")
-    return load_trained(artifacts[CHECKPOINT_ARTIFACT], dict(stored) if stored else None)
+    return engine_thread.run(_load_trained, artifacts[CHECKPOINT_ARTIFACT], dict(stored) if stored else None)
 
 
 def as_raw_batch(trained: TrainedModel, model_input: Any) -> np.ndarray:
@@ -75,13 +87,18 @@ def as_raw_batch(trained: TrainedModel, model_input: Any) -> np.ndarray:
     return trained.fit_size(batch)
 
 
-def predict(trained: TrainedModel, model_input: Any) -> np.ndarray:
+def predict_trained(trained: TrainedModel, model_input: Any) -> np.ndarray:
     """float32 ``(N, num_outputs)`` model outputs for raw samples (see the module docstring)."""
     return trained.predict_raw(as_raw_batch(trained, model_input)).astype(np.float32, copy=False)
 
 
+def predict(trained: TrainedModel, model_input: Any) -> np.ndarray:
+    """``predict_trained`` in MegEngine's thread, whichever thread asks (a server's pool)."""
+    return engine_thread.run(predict_trained, trained, model_input)
+
+
 def example_io(checkpoint_dir: Path | str, raw_samples: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
     """(input example, its outputs) for the model's signature: a few real raw training samples."""
-    trained = load_trained(checkpoint_dir)
+    trained = _load_trained(str(checkpoint_dir), None)
     raw = np.ascontiguousarray(np.asarray(raw_samples)[:EXAMPLE_SAMPLES])
-    return raw, predict(trained, raw)
+    return raw, predict_trained(trained, raw)
