@@ -11,9 +11,9 @@ from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
 import numpy as np
-from numpy.lib.stride_tricks import sliding_window_view
 
 from mgelab.data.arrays import Split
+from mgelab.data.augment import CropFlipAugmentation
 from mgelab.data.errors import DataError
 from mgelab.data.fetch import RemoteFile
 from mgelab.data.remote import RemoteDataModule, iter_tar_members
@@ -94,26 +94,7 @@ def load_cifar10_archive(archive: Path) -> Tuple[Dict[str, Split], List[str]]:
     return splits, names
 
 
-def random_crop(images: np.ndarray, padding: int, rng: np.random.Generator) -> np.ndarray:
-    """Shift each image by up to ``padding`` pixels each way, filling the gap with zeros."""
-    if padding <= 0:
-        return images
-    height, width = images.shape[-2:]
-    pad = ((0, 0),) * (images.ndim - 2) + ((padding, padding), (padding, padding))
-    # Every (height, width) window of the padded batch, as a view: (N, C, 2p+1, 2p+1, H, W).
-    windows = sliding_window_view(np.pad(images, pad), (height, width), axis=(-2, -1))
-    dy, dx = rng.integers(0, 2 * padding + 1, size=(2, len(images)))
-    # One window per image in a single gather; the advanced indices put N first: (N, C, H, W).
-    return windows[np.arange(len(images)), :, dy, dx]
-
-
-def random_flip(images: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """Mirror each image left-right with probability 1/2."""
-    flip = rng.random(len(images)) < 0.5
-    return np.where(flip.reshape((-1,) + (1,) * (images.ndim - 1)), images[..., ::-1], images)
-
-
-class CIFAR10(ResizeOnTheFly, RemoteDataModule):
+class CIFAR10(ResizeOnTheFly, CropFlipAugmentation, RemoteDataModule):
     """Inputs (N, 3, 32, 32) uint8 RGB, labels int32; 50 000 train / 10 000 test.
 
     Constructor: data_dir, augment=False, crop_padding=4, flip=True, then
@@ -132,21 +113,10 @@ class CIFAR10(ResizeOnTheFly, RemoteDataModule):
     def __init__(self, data_dir: str, *, augment: bool = False, crop_padding: int = 4, flip: bool = True,
                  resize: Optional[int] = None, **options) -> None:
         super().__init__(data_dir, **options)
-        if int(crop_padding) < 0:
-            raise ValueError(f"data.crop_padding={crop_padding} must be 0 (no crop) or more pixels")
-        self.use_augmentation = bool(augment)
-        self.crop_padding = int(crop_padding)
-        self.flip = bool(flip)
+        self.set_augmentation(augment, crop_padding, flip)
         self.set_resize(resize)
 
     def load_splits(self) -> Dict[str, Split]:
         splits, names = load_cifar10_archive(self.fetch()[ARCHIVE.name])
         self._class_names = names
         return splits
-
-    def augment(self, inputs: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        if not self.use_augmentation:
-            return inputs
-        if self.crop_padding:
-            inputs = random_crop(inputs, self.crop_padding, rng)
-        return random_flip(inputs, rng) if self.flip else inputs
