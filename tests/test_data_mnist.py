@@ -75,3 +75,26 @@ def test_mnist_config_points_at_a_server_with_pinned_hashes(compose_cfg, http_se
     module = instantiate(cfg.data)
     assert isinstance(module, MNIST) and module.name == "mnist"
     assert module.split_size("train") == 10 and module.describe()["num_outputs"] == 10
+
+
+def test_idx_images_augment_when_asked_and_keep_labels(tmp_path, http_server):
+    tiny = write_tiny_dataset(http_server.root, seed=4)
+
+    def make(**kwargs):
+        return FashionMNIST(data_dir=str(tmp_path / "data"), base_url=http_server.url, sha256=overrides(tiny),
+                            val_size=4, batch_size=8, system_dirs=[], **kwargs)
+
+    plain, augmented, again = make(), make(augment=True), make(augment=True)
+    assert not plain.augments and augmented.augments
+    (x_plain, y_plain), (x_aug, y_aug) = next(plain.train_batches(1)), next(augmented.train_batches(1))
+    np.testing.assert_array_equal(y_plain, y_aug)  # same order, same labels
+    assert not np.array_equal(x_plain, x_aug)
+    np.testing.assert_array_equal(next(again.train_batches(1))[0], x_aug)  # seeded per (epoch, batch)
+    assert not make(augment=True, crop_padding=0, flip=False).augments
+    with pytest.raises(ValueError, match="data.crop_padding=-1"):
+        make(augment=True, crop_padding=-1)
+
+
+def test_mnist_config_does_not_flip_digits(compose_cfg):
+    cfg = compose_cfg(["data=mnist", "data.augment=true"])
+    assert cfg.data.flip is False and cfg.data.crop_padding == 2
