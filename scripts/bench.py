@@ -72,7 +72,7 @@ class RandomImages(ArrayDataModule):
                          seed=settings.seed, class_names=[str(i) for i in range(NUM_CLASSES)])
         self.shape = tuple(shape)
         self.sizes = {
-            "train": settings.batch * max(settings.steps, settings.warmup),
+            "train": settings.batch * (settings.steps + settings.warmup),
             "val": settings.eval_batch,  # the trainer validates once per fit; keep it small
             "test": settings.eval_batch * settings.eval_batches,
         }
@@ -128,18 +128,31 @@ def conv_path(model: M.Module) -> Optional[str]:
 
 
 # --- the two variants ---------------------------------------------------------------------------
+class StepClock(NullLogger):
+    """Notes the time of every logged step: the trainer's rate is then measured between
+    the end of the warm-up steps and the last step of one fit (graph compilation, data
+    normalisation and validation fall outside it)."""
+
+    def __init__(self) -> None:
+        self.times: List[float] = []
+
+    def log_metrics(self, metrics: Dict[str, float], step: int) -> None:
+        if "step/train_loss" in metrics:
+            self.times.append(time.perf_counter())
+
+
 def bench_trainer(model: M.Module, name: str, s: Settings, compiled: bool) -> Tuple[float, float]:
     """Trainer.fit on in-memory data, then Trainer.evaluate; returns (train, eval) samples/s."""
     data = RandomImages(INPUT_SHAPES[name], s)
     factory = OptimizerFactory(name="sgd", lr=s.lr, momentum=s.momentum)
+    clock = StepClock()
     with tempfile.TemporaryDirectory() as checkpoints:
-        options = dict(max_epochs=1, progress_bar=False, checkpoint_dir=checkpoints, log_every_n_steps=10**9,
-                       compile=str(compiled))
-        if s.warmup:
-            Trainer(limit_train_batches=s.warmup, **options).fit(model, data, factory, NullLogger())
-        trainer = Trainer(limit_train_batches=s.steps, **options)
-        # FitResult's rate covers the training batches only (no validation, checkpoints or test).
-        train_rate = trainer.fit(model, data, factory, NullLogger()).train_samples_per_s
+        trainer = Trainer(max_epochs=1, progress_bar=False, checkpoint_dir=checkpoints, log_every_n_steps=1,
+                          compile=str(compiled), limit_train_batches=s.warmup + s.steps)
+        trainer.fit(model, data, factory, clock)
+    # From the end of the last warm-up step (or of the first step) to the end of the last one.
+    timed_steps = clock.times[max(s.warmup, 1) - 1:]
+    train_rate = s.batch * (len(timed_steps) - 1) / (timed_steps[-1] - timed_steps[0])
     started = time.perf_counter()
     trainer.evaluate(model, data, "test")
     return train_rate, data.split_size("test") / (time.perf_counter() - started)
