@@ -17,8 +17,9 @@ from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import TEMPORARILY_UNAVAILABLE
 from mlflow.tracking import MlflowClient
 
-from mgelab.tracking import mlflow_logger
-from mgelab.tracking.mlflow_logger import MLflowLogger, TrackingStore, prepare_store, with_retries
+from mgelab.tracking import retry
+from mgelab.tracking.mlflow_logger import MLflowLogger, TrackingStore, prepare_store
+from mgelab.tracking.retry import with_retries
 from mgelab.tracking.sweep import JobOutcome, SweepSummary, job_key, summarize, varying_overrides
 from test_train_script import run_script
 
@@ -76,7 +77,7 @@ def test_summary_names_best_job_and_every_failure():
 
 
 def test_retries_a_locked_database_then_gives_up_on_real_errors(monkeypatch):
-    monkeypatch.setattr(mlflow_logger, "RETRY_FIRST_DELAY_S", 0.001)
+    monkeypatch.setattr(retry, "RETRY_FIRST_DELAY_S", 0.001)
     calls = []
 
     def flaky():

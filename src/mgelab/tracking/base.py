@@ -28,6 +28,10 @@ class RunLogger(Protocol):
         or None when this logger does not store models or is not asked to."""
         ...
 
+    def flush(self) -> None:
+        """Make everything logged so far durable (called before every checkpoint)."""
+        ...
+
     def close(self, status: str = "FINISHED") -> None: ...
 
 
@@ -48,6 +52,9 @@ class LoggerContext:
     def log_model(self, checkpoint_dir: Path | str, input_example: Any) -> Optional[str]:
         """Loggers that cannot store models keep nothing."""
         return None
+
+    def flush(self) -> None:
+        """Loggers that write at once have nothing held back."""
 
     def close(self, status: str = "FINISHED") -> None:
         raise NotImplementedError

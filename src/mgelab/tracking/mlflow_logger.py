@@ -11,10 +11,9 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import random
 import time
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple, TypeVar
+from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
 from urllib.parse import urlparse
 
 import mlflow
@@ -26,40 +25,18 @@ from mlflow.tracking import MlflowClient
 
 from mgelab.tracking import records as helpers
 from mgelab.tracking.base import LoggerContext
+from mgelab.tracking.metric_buffer import MetricBuffer, MetricRow
 from mgelab.tracking.params import fit_param
 
 # Also imported from here by the sweep, compare and callback modules.
 from mgelab.tracking.records import ERROR_TAG, RunRecord, error_text, sqlite_path
+from mgelab.tracking.retry import with_retries
 
 # MLflow 3's UI shows an experiment of this kind as a table of training runs (not its GenAI view).
 EXPERIMENT_KIND_TAG = ("mlflow.experimentKind", "custom_model_development")
 # Per-request limits of MLflow's log_batch.
 MAX_PARAMS_PER_BATCH = 100
 MAX_METRICS_PER_BATCH = 1000
-# SQLite has one writer at a time. MLflow gives each session a busy timeout, but a transaction
-# that reads before it writes can still fail at once with "database is locked" (SQLite refuses
-# to wait where waiting could deadlock), so parallel jobs retry such calls with growing pauses.
-RETRY_ATTEMPTS = 10
-RETRY_FIRST_DELAY_S = 0.1
-RETRY_MAX_DELAY_S = 5.0
-
-T = TypeVar("T")
-
-
-def with_retries(call: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-    delay = RETRY_FIRST_DELAY_S
-    for attempt in range(1, RETRY_ATTEMPTS + 1):
-        try:
-            return call(*args, **kwargs)
-        except Exception as exc:  # MlflowException, or sqlalchemy's OperationalError when connecting
-            if attempt == RETRY_ATTEMPTS or not helpers.is_transient(exc):
-                raise
-            # Jitter, so that two jobs that collided do not collide again on the same beat.
-            time.sleep(delay * (0.5 + random.random()))
-            delay = min(delay * 2, RETRY_MAX_DELAY_S)
-    raise AssertionError("unreachable")
-
-
 class RetryingClient:
     """``MlflowClient`` whose every call is retried while the database is locked (safe: a call that
     hit the lock was rolled back as a whole)."""
@@ -115,7 +92,10 @@ class TrackingStore:
 
     def log_metrics(self, run_id: str, metrics: Mapping[str, float], step: int) -> None:
         now = int(time.time() * 1000)
-        entries = [Metric(k, float(v), now, int(step)) for k, v in metrics.items()]
+        self.log_metric_rows(run_id, [(k, v, now, step) for k, v in metrics.items()])
+
+    def log_metric_rows(self, run_id: str, rows: Sequence[MetricRow]) -> None:
+        entries = [Metric(k, float(v), int(stamp), int(step)) for k, v, stamp, step in rows]
         for chunk in helpers.chunks(entries, MAX_METRICS_PER_BATCH):
             self.client.log_batch(run_id, metrics=chunk)
 
@@ -198,6 +178,7 @@ class MLflowLogger(LoggerContext):
             self.run_id = self.store.create_run(experiment_id, run_name, tags or {})
         self.experiment_id = experiment_id
         self._closed = False
+        self._metrics = MetricBuffer(lambda rows: self.store.log_metric_rows(self.run_id, rows))
 
     def log_params(self, params: Mapping[str, Any]) -> None:
         self.store.log_params(self.run_id, params)
@@ -205,7 +186,10 @@ class MLflowLogger(LoggerContext):
     def log_metrics(self, metrics: Mapping[str, float], step: int) -> None:
         fresh = {k: v for k, v in metrics.items() if step > self._logged_through.get(k, -1)}
         if fresh:
-            self.store.log_metrics(self.run_id, fresh, step)
+            self._metrics.add(fresh, step)
+
+    def flush(self) -> None:
+        self._metrics.flush()
 
     def log_artifact(self, path: Path | str, artifact_path: Optional[str] = None) -> None:
         self.store.log_artifact(self.run_id, path, artifact_path)
@@ -231,7 +215,10 @@ class MLflowLogger(LoggerContext):
 
     def close(self, status: str = "FINISHED") -> None:
         if not self._closed:
-            self.store.terminate(self.run_id, status)
+            try:
+                self.flush()
+            finally:  # the run still ends (FAILED if the flush raised) and the error surfaces
+                self.store.terminate(self.run_id, status)
             self._closed = True
 
 

@@ -228,6 +228,8 @@ class Trainer:
         self._save(fit, score=score)
 
     def _save(self, fit: _Fit, score: Optional[float] = None) -> Path:
+        # Metrics first: a run resumed from this checkpoint re-logs only the steps after it.
+        fit.logger.flush()
         arrays, meta = capture(fit.model, fit.optimizer, fit.progress)
         meta.update(fit.run_meta)
         return fit.store.save(fit.progress.global_step, arrays, meta, score)
