@@ -79,3 +79,14 @@ def test_fashion_mnist_module_downloads_and_batches(tmp_path, http_server):
     x, y = next(module.train_batches(1))
     assert x.shape == (5, 1, 28, 28) and x.dtype == np.float32 and y.dtype == np.int32
     np.testing.assert_array_equal(module.targets("test"), tiny.split("test")[1])
+
+
+@pytest.mark.parametrize("axes", [(0, 2, 3), (0,), None])
+def test_chunked_statistics_equal_numpy(axes):
+    from mgelab.data.arrays import mean_and_std
+
+    images = np.random.default_rng(0).integers(0, 256, size=(1000, 3, 5, 4), dtype=np.uint8)
+    mean, std = mean_and_std(images, axes, 255.0, chunk=64)
+    exact = images.astype(np.float64) / 255.0
+    np.testing.assert_allclose(mean, exact.mean(axis=axes), rtol=1e-12)
+    np.testing.assert_allclose(std, exact.std(axis=axes), rtol=1e-9)
