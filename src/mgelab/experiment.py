@@ -8,6 +8,7 @@ from typing import Any, Dict, Mapping, Optional
 
 import megengine as mge
 
+from mgelab.models.summary import model_summary
 from mgelab.report.plots import plot_confusion_matrix, plot_learning_curves
 from mgelab.train.baseline import least_squares_baseline
 from mgelab.train.trainer import FitResult, Trainer
@@ -46,7 +47,8 @@ def run_experiment(
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     logger.log_params({f"data_info.{k}": v for k, v in data.describe().items()})
-    logger.log_params({"model_info.num_parameters": count_parameters(model)})
+    # Parameters, trainable parameters, bytes and FLOPs of one sample (MegEngine's module statistics).
+    logger.log_params(model_summary(model, data.input_shape).as_params())
     logger.set_tags({"megengine_version": mge.__version__, "model_class": type(model).__name__})
     if config_yaml is not None:
         config_file = run_dir / "config.yaml"
