@@ -47,7 +47,9 @@ INPUT_SHAPES = {"linear": FASHION, "mlp": FASHION, "cnn": FASHION, "lenet": CIFA
 # Training images of the dataset each shape stands for (full_size_data=true), test 10 000.
 FULL_TRAIN_SIZES = {FASHION: 60_000, CIFAR: 50_000}
 NUM_CLASSES = 10
-TABLE_COLUMNS = ("model", "variant", "compiled", "conv_impl", "train_samples_per_s", "eval_samples_per_s", "peak_rss_mb")
+TABLE_COLUMNS = (
+    "model", "variant", "compiled", "conv_impl", "train_samples_per_s", "eval_samples_per_s", "peak_rss_mb",
+)
 
 
 @dataclass(frozen=True)
@@ -159,7 +161,8 @@ def bench_trainer(model: M.Module, name: str, s: Settings, compiled: bool) -> Tu
 
 
 def bench_bare(model: M.Module, name: str, s: Settings, compiled: bool) -> Tuple[float, float]:
-    """The MegEngine idiom on one fixed batch: attach, record, backward, step (``compiled``:
+    """The MegEngine idiom on one fixed batch, handed over from numpy each step as a data loader's
+    would be: attach, record, backward, step (``compiled``:
     the same function under ``jit.trace(symbolic=True)``).
 
     ``sync_every_step`` reads the loss back after every step, as a real loop does. Without it
@@ -168,8 +171,8 @@ def bench_bare(model: M.Module, name: str, s: Settings, compiled: bool) -> Tuple
     with the worker that computes.
     """
     rng = np.random.default_rng(s.seed)
-    x = mge.tensor(rng.normal(size=(s.batch, *INPUT_SHAPES[name])).astype("float32"))
-    y = mge.tensor(rng.integers(0, NUM_CLASSES, size=s.batch).astype("int32"))
+    x = rng.normal(size=(s.batch, *INPUT_SHAPES[name])).astype("float32")
+    y = rng.integers(0, NUM_CLASSES, size=s.batch).astype("int32")
     optimizer = mopt.SGD(model.parameters(), lr=s.lr, momentum=s.momentum)
     gm = GradManager().attach(model.parameters())
 
@@ -182,7 +185,7 @@ def bench_bare(model: M.Module, name: str, s: Settings, compiled: bool) -> Tuple
 
     run_step = trace(record, symbolic=True) if compiled else record
     model.train()
-    train_rate = s.batch * s.steps / timed(lambda: run_step(x, y), s.warmup, s.steps, s.sync_every_step)
+    train_rate = s.batch * s.steps / timed(lambda: run_step(mge.tensor(x), mge.tensor(y)), s.warmup, s.steps, s.sync_every_step)
     model.eval()
     x_eval = mge.tensor(rng.normal(size=(s.eval_batch, *INPUT_SHAPES[name])).astype("float32"))
     eval_rate = s.eval_batch * s.eval_batches / timed(lambda: model(x_eval), 1, s.eval_batches, s.sync_every_step)

@@ -10,6 +10,7 @@ import pytest
 from hydra.utils import instantiate
 
 from data_fixtures import os_system_pickle, python2_pickle, sha256_of, write_tar
+from mgelab.data.augment import random_crop, random_flip
 from mgelab.data.cifar10 import (
     ARCHIVE,
     CIFAR10,
@@ -18,7 +19,6 @@ from mgelab.data.cifar10 import (
     TRAIN_MEMBERS,
     load_cifar10_archive,
 )
-from mgelab.data.augment import random_crop, random_flip
 from mgelab.data.errors import DataError
 
 PER_BATCH, N_TEST = 6, 5
