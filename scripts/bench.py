@@ -185,7 +185,8 @@ def bench_bare(model: M.Module, name: str, s: Settings, compiled: bool) -> Tuple
 
     run_step = trace(record, symbolic=True) if compiled else record
     model.train()
-    train_rate = s.batch * s.steps / timed(lambda: run_step(mge.tensor(x), mge.tensor(y)), s.warmup, s.steps, s.sync_every_step)
+    seconds = timed(lambda: run_step(mge.tensor(x), mge.tensor(y)), s.warmup, s.steps, s.sync_every_step)
+    train_rate = s.batch * s.steps / seconds
     model.eval()
     x_eval = mge.tensor(rng.normal(size=(s.eval_batch, *INPUT_SHAPES[name])).astype("float32"))
     eval_rate = s.eval_batch * s.eval_batches / timed(lambda: model(x_eval), 1, s.eval_batches, s.sync_every_step)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import signal
 from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 from mgelab.tracking.base import LoggerContext
@@ -32,3 +34,16 @@ class RecordingLogger(LoggerContext):
 
     def series(self, key: str) -> List[Tuple[int, float]]:
         return [(step, values[key]) for step, values in self.metrics if key in values]
+
+
+class InterruptAt(RecordingLogger):
+    """Sends this process SIGINT when step ``step`` is logged, as a user's Ctrl-C would."""
+
+    def __init__(self, step: int) -> None:
+        super().__init__()
+        self.step = step
+
+    def log_metrics(self, metrics: Mapping[str, float], step: int) -> None:
+        super().log_metrics(metrics, step)
+        if "step/train_loss" in metrics and step == self.step:
+            os.kill(os.getpid(), signal.SIGINT)

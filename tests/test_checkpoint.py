@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import pickle
-import signal
 
 import numpy as np
 import pytest
@@ -17,7 +16,7 @@ from mgelab.safe_pickle import UnsafePickleError
 from mgelab.train import OptimizerFactory, Trainer, seed_everything
 from mgelab.train.checkpoint import CheckpointError, CheckpointStore, check_fits, load_checkpoint, save_checkpoint
 from mgelab.train.signals import TrainingInterrupted
-from recording_logger import RecordingLogger
+from recording_logger import InterruptAt, RecordingLogger
 
 ARRAYS = {"model/w": np.arange(6, dtype=np.float32).reshape(2, 3), "model/b": np.zeros(2, np.float32)}
 
@@ -123,19 +122,6 @@ def make(tmp_path, **trainer_kwargs):
     model = create_model("mlp", input_shape=data.input_shape, num_outputs=data.num_outputs, dropout=0.3)
     trainer = Trainer(max_epochs=3, progress_bar=False, checkpoint_dir=str(tmp_path), seed=5, **trainer_kwargs)
     return trainer, model, data
-
-
-class InterruptAt(RecordingLogger):
-    """Sends this process SIGINT when step ``step`` is logged, as a user's Ctrl-C would."""
-
-    def __init__(self, step: int) -> None:
-        super().__init__()
-        self.step = step
-
-    def log_metrics(self, metrics, step):
-        super().log_metrics(metrics, step)
-        if "step/train_loss" in metrics and step == self.step:
-            os.kill(os.getpid(), signal.SIGINT)
 
 
 def test_interrupted_then_resumed_equals_uninterrupted(tmp_path):

@@ -3,9 +3,6 @@ same weights, BatchNorm statistics and momentum included; and when it may be use
 
 from __future__ import annotations
 
-import os
-import signal
-
 import numpy as np
 import pytest
 
@@ -15,7 +12,7 @@ from mgelab.train import OptimizerFactory, Trainer, seed_everything
 from mgelab.train.checkpoint import load_checkpoint
 from mgelab.train.signals import TrainingInterrupted
 from mgelab.train.steps import draws_random_numbers, make_train_step, should_compile
-from recording_logger import RecordingLogger
+from recording_logger import InterruptAt, RecordingLogger
 
 STEPS = 6
 # (model, kwargs, sample shape): dense, conv with BatchNorm (running statistics are updated
@@ -91,17 +88,6 @@ def test_trainer_compiled_equals_eager(tmp_path):
     np.testing.assert_allclose([r["train/loss"] for r in compiled.history],
                                [r["train/loss"] for r in eager.history], rtol=1e-5)
     assert compiled.test["acc"] == pytest.approx(eager.test["acc"], abs=1.5 / 64)
-
-
-class InterruptAt(RecordingLogger):
-    def __init__(self, step: int) -> None:
-        super().__init__()
-        self.step = step
-
-    def log_metrics(self, metrics, step):
-        super().log_metrics(metrics, step)
-        if "step/train_loss" in metrics and step == self.step:
-            os.kill(os.getpid(), signal.SIGINT)
 
 
 def test_compiled_run_resumes_exactly(tmp_path):
