@@ -74,7 +74,7 @@ class TrainerSchema:
     seed: int = 0
     # auto | true | false; a str, not an Enum: YAML reads true/false as booleans (str() of
     # them is "True"/"False", which the trainer accepts case-blind).
-    compile: str = "auto"
+    compile: str = "false"
 
 
 def register_schemas() -> None:

@@ -79,7 +79,7 @@ class Trainer:
         progress_bar: bool = True,
         device: str = "cpu",
         seed: int = 0,
-        compile: str = "auto",
+        compile: str = "false",
         cpu_threads: int = 1,
     ) -> None:
         if max_epochs < 1:
