@@ -14,15 +14,12 @@ memory MegEngine's allocator kept from earlier models still counts.
 
 from __future__ import annotations
 
-import gc
 import json
-import resource
 import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from multiprocessing import get_context
-from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import hydra
@@ -40,6 +37,7 @@ from mgelab.models import create_model
 from mgelab.nn import Conv2d, check_conv_impl
 from mgelab.tracking.base import NullLogger
 from mgelab.train import Trainer
+from mgelab.train.memory import peak_rss_mb, reset_peak_rss
 from mgelab.train.optim import OptimizerFactory
 
 FASHION, CIFAR = (1, 28, 28), (3, 32, 32)
@@ -88,27 +86,6 @@ class RandomImages(ArrayDataModule):
                         rng.integers(0, NUM_CLASSES, size=n).astype(np.int32))
             for name, n in self.sizes.items()
         }
-
-
-# --- memory -----------------------------------------------------------------------------------
-def reset_peak_rss() -> None:
-    # Free the previous measurement's tensors first, or their pages count towards this one.
-    gc.collect()
-    mge.device.coalesce_free_memory()
-    try:  # "5" resets VmHWM (Linux >= 4.0); harmless to skip elsewhere.
-        Path("/proc/self/clear_refs").write_text("5")
-    except OSError:
-        pass
-
-
-def peak_rss_mb() -> float:
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return round(int(line.split()[1]) / 1024, 1)
-    except OSError:
-        pass
-    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)  # kB on Linux
 
 
 # --- models -----------------------------------------------------------------------------------

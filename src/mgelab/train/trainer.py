@@ -4,7 +4,6 @@ and a logger interface; it knows nothing of Hydra or MLflow."""
 from __future__ import annotations
 
 import math
-import resource
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,16 +15,11 @@ from tqdm import tqdm
 
 from mgelab.train.checkpoint import CheckpointStore, load_checkpoint
 from mgelab.train.evaluation import evaluate_split, report_test_split
+from mgelab.train.memory import peak_rss_mb
 from mgelab.train.optim import OptimizerFactory, set_lr
 from mgelab.train.signals import StopOnSignal, TrainingInterrupted
 from mgelab.train.state import Progress, capture, reseed_for_step, restore
 from mgelab.train.steps import draws_random_numbers, make_train_step, should_compile
-
-
-def peak_rss_mb() -> float:
-    """This process's peak resident memory so far (Linux reports kB)."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
 
 # Formatting the progress bar's numbers costs as much as a small model's step.
 SHOW_EVERY_N_STEPS = 10
