@@ -186,3 +186,21 @@ def test_summary_script_with_a_given_shape_reads_no_data(tmp_path):
     )
     assert "reading" not in out
     assert f"{784 * 256 + 256 + 256 * 10 + 10:,} parameters" in out
+
+
+def test_every_run_logs_the_summary_as_params(tmp_path):
+    from mgelab.data.synthetic import SyntheticImages
+    from mgelab.experiment import run_experiment
+    from mgelab.train import OptimizerFactory, Trainer
+    from recording_logger import RecordingLogger
+
+    data = SyntheticImages(image_shape=(1, 8, 8), batch_size=32, val_size=32, seed=3)
+    model = create_model("cnn", input_shape=data.input_shape, num_outputs=data.num_outputs, channels=[4, 8])
+    logger = RecordingLogger()
+    trainer = Trainer(max_epochs=1, progress_bar=False, checkpoint_dir=str(tmp_path / "ckpt"))
+    run_experiment(model=model, data=data, optimizer_factory=OptimizerFactory(lr=0.05), trainer=trainer,
+                   logger=logger, run_dir=tmp_path / "run")
+    expected = model_summary(model, data.input_shape)
+    assert logger.params["model_info.flops"] == expected.flops > 0
+    assert logger.params["model_info.num_parameters"] == expected.num_parameters
+    assert logger.params["model_info.trainable_parameters"] == expected.num_parameters  # nothing frozen
