@@ -86,6 +86,15 @@ def mean_and_std(values: np.ndarray, axes: Optional[Tuple[int, ...]], scale: flo
     return mean, np.sqrt(np.maximum(total_sq / count - mean * mean, 0.0))
 
 
+def affine_map(mean: np.ndarray, std: np.ndarray, raw_scale: float,
+               shape: Sequence[int]) -> Tuple[np.ndarray, np.ndarray]:
+    """(a, b) with ``x * a + b == (x / raw_scale - mean) / std``: the raw-to-float scale (255 for
+    uint8) folded into the affine map, so a batch is normalised in one fused pass."""
+    mean, std = np.asarray(mean, np.float64), np.asarray(std, np.float64)
+    return ((1.0 / (raw_scale * std)).reshape(shape).astype(np.float32),
+            (-mean / std).reshape(shape).astype(np.float32))
+
+
 class ArrayDataModule:
     """Batches from in-memory splits; subclasses only have to provide ``load_splits``.
 
@@ -252,9 +261,7 @@ class ArrayDataModule:
             shape = (1,) + train.inputs.shape[1:]
             std = np.maximum(std, PER_PIXEL_STD_FLOOR)
         self._stats = {"mean": np.ravel(mean).tolist(), "std": np.ravel(std).tolist()}
-        # Fold the uint8 scale into the affine map: x * a + b, one fused pass per batch.
-        self._scale = (1.0 / (scale * std)).reshape(shape).astype(np.float32)
-        self._shift = (-mean / std).reshape(shape).astype(np.float32)
+        self._scale, self._shift = affine_map(mean, std, scale, shape)
 
     def _prepare(self, inputs: np.ndarray) -> np.ndarray:
         out = inputs.astype(np.float32)

@@ -60,6 +60,11 @@ class PretrainedWeights:
     # nothing is pinned: the download is used unverified, with a warning, unless you give one.
     sha256: Optional[str] = None
     note: str = ""
+    # What a model with these weights takes: one RGB sample's shape, and the mean/std (0-1
+    # scale, RGB order) its inputs are normalised with once conv1 has been put in RGB order.
+    input_shape: Tuple[int, int, int] = (3, 224, 224)
+    mean: Tuple[float, float, float] = (0.485, 0.456, 0.406)
+    std: Tuple[float, float, float] = (0.229, 0.224, 0.225)
 
 
 WEIGHTS: Dict[str, PretrainedWeights] = {
