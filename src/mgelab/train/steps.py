@@ -51,8 +51,9 @@ def make_train_step(model: M.Module, optimizer: Optimizer, task: str, compiled: 
     """Return ``step(x, y) -> (loss, outputs)`` updating ``model`` in place.
 
     ``compiled``: forward, backward and the optimizer update run as one graph recorded by
-    ``jit.trace(symbolic=True)`` on the first call; the per-op dispatch of eager mode is what
-    dominates small models' steps. Batches of another size (an epoch's last) are handled.
+    ``jit.trace(symbolic=True)`` on the first call; batches of another size (an epoch's last)
+    are handled. It computes what eager does, but MegEngine 1.13 still runs the graph op by op,
+    so it was not faster here (README, Speed).
     """
     if task not in LOSSES:
         raise ValueError(f"data task {task!r} is unknown; expected one of {sorted(LOSSES)}")
