@@ -7,6 +7,7 @@ import importlib.util
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 from typing import List
 
@@ -19,6 +20,7 @@ from hydra.core.global_hydra import GlobalHydra
 from mgelab.data.synthetic import SyntheticImages
 from mgelab.experiment import run_experiment
 from mgelab.models import create_model
+from mgelab.serving.loading import load_from_run
 from mgelab.serving.pretrained import load_pretrained_model
 from mgelab.tracking.mlflow_logger import MLflowLogger
 from mgelab.train import OptimizerFactory, Trainer, seed_everything
@@ -124,6 +126,16 @@ def test_a_tracked_run_predicts_like_its_checkpoint(tmp_path, tracked_run, capsy
         assert load_script().predict(cfg) == len(images)
         lines.append([line for line in capsys.readouterr().out.splitlines() if "class" in line])
     assert lines[0] == lines[1] and len(lines[0]) == len(images)
+
+
+def test_a_run_download_leaves_no_temporary_files(tmp_path, tracked_run, monkeypatch):
+    uri, run_id, _ = tracked_run
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+    trained = load_from_run(run_id, uri)
+    assert trained.checkpoint is None and trained.num_outputs == 4
+    assert list(scratch.iterdir()) == []
 
 
 def test_unknown_run_id_is_named(tmp_path, tracked_run):

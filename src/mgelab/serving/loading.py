@@ -10,7 +10,7 @@ registry call). Nothing here imports MLflow: ``load_from_run`` reaches it lazily
 from __future__ import annotations
 
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Tuple
 
@@ -161,10 +161,13 @@ def load_trained(checkpoint_dir: Path | str, model_config: Optional[Mapping[str,
 def load_from_run(run_id: str, tracking_uri: str, dst_dir: Optional[Path | str] = None) -> TrainedModel:
     """Download a tracked run's best checkpoint (artifacts ``checkpoints/best``) and load it.
 
-    ``dst_dir``: where the files go (default: a new temporary directory, left for the caller).
+    ``dst_dir``: where the files go and stay. Without it they go to a temporary directory that is
+    deleted once the weights are in memory (the returned model then names no checkpoint path).
     """
     from mgelab.tracking.mlflow_logger import download_run_artifacts  # mlflow only when asked for
 
-    target = Path(dst_dir) if dst_dir is not None else Path(tempfile.mkdtemp(prefix=f"mgelab-{run_id[:8]}-"))
-    local = download_run_artifacts(tracking_uri, run_id, BEST_ARTIFACT, target)
-    return load_trained(local)
+    if dst_dir is not None:
+        return load_trained(download_run_artifacts(tracking_uri, run_id, BEST_ARTIFACT, Path(dst_dir)))
+    with tempfile.TemporaryDirectory(prefix=f"mgelab-{run_id[:8]}-") as tmp:
+        trained = load_trained(download_run_artifacts(tracking_uri, run_id, BEST_ARTIFACT, Path(tmp)))
+    return replace(trained, checkpoint=None)
