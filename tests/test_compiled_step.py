@@ -71,6 +71,8 @@ def test_auto_compiles_only_models_without_dropout():
         should_compile("true", dropping)
     with pytest.raises(ValueError, match="trainer.compile='fast' is unknown"):
         should_compile("fast", plain)
+    with pytest.raises(ValueError, match="trainer.compile='fast' is unknown"):
+        Trainer(compile="fast")  # refused when built, before any data is read
 
 
 def fit(tmp_path, compile, logger=None, **kwargs):

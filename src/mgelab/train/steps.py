@@ -28,6 +28,14 @@ def draws_random_numbers(model: M.Module) -> bool:
     return any(isinstance(m, M.Dropout) and m.drop_prob > 0 for m in model.modules())
 
 
+def compile_mode(value: object) -> str:
+    """``trainer.compile`` as one of COMPILE_MODES (YAML's booleans arrive as True/False)."""
+    mode = str(value).lower()
+    if mode not in COMPILE_MODES:
+        raise ValueError(f"trainer.compile={value!r} is unknown; choose one of {COMPILE_MODES}")
+    return mode
+
+
 def should_compile(mode: str, model: M.Module) -> bool:
     """``auto`` compiles unless the model draws random numbers.
 
@@ -35,9 +43,7 @@ def should_compile(mode: str, model: M.Module) -> bool:
     resumed run draw the dropout masks the original drew) fails inside it, so models with
     dropout train eagerly unless ``true`` is forced, which is refused with the reason.
     """
-    mode = str(mode).lower()
-    if mode not in COMPILE_MODES:
-        raise ValueError(f"trainer.compile={mode!r} is unknown; choose one of {COMPILE_MODES}")
+    mode = compile_mode(mode)
     random = draws_random_numbers(model)
     if mode == "true" and random:
         raise ValueError(

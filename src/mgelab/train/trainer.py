@@ -19,7 +19,7 @@ from mgelab.train.memory import peak_rss_mb
 from mgelab.train.optim import OptimizerFactory, set_lr
 from mgelab.train.signals import StopOnSignal, TrainingInterrupted
 from mgelab.train.state import Progress, capture, reseed_for_step, restore
-from mgelab.train.steps import COMPILE_MODES, draws_random_numbers, make_train_step, should_compile
+from mgelab.train.steps import compile_mode, draws_random_numbers, make_train_step, should_compile
 
 # Formatting the progress bar's numbers costs as much as a small model's step.
 SHOW_EVERY_N_STEPS = 10
@@ -99,9 +99,7 @@ class Trainer:
         # Informational: the run selects the device before the model is built.
         self.device, self.cpu_threads = device, int(cpu_threads)
         self.seed = int(seed)
-        self.compile = str(compile).lower()
-        if self.compile not in COMPILE_MODES:
-            raise ValueError(f"trainer.compile={compile!r} is unknown; choose one of {COMPILE_MODES}")
+        self.compile = compile_mode(compile)
 
     # --- public -----------------------------------------------------------------------------
     def fit(self, model: M.Module, data, optimizer_factory: OptimizerFactory, logger,
