@@ -14,9 +14,13 @@ import megengine.module as M
 import numpy as np
 import pytest
 
+from mgelab.data.synthetic import SyntheticImages
+from mgelab.experiment import run_experiment
 from mgelab.models import create_model, list_models, model_spec
 from mgelab.models.summary import ModelSummary, model_summary
 from mgelab.nn import Conv2d
+from mgelab.train import OptimizerFactory, Trainer
+from recording_logger import RecordingLogger
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -189,11 +193,6 @@ def test_summary_script_with_a_given_shape_reads_no_data(tmp_path):
 
 
 def test_every_run_logs_the_summary_as_params(tmp_path):
-    from mgelab.data.synthetic import SyntheticImages
-    from mgelab.experiment import run_experiment
-    from mgelab.train import OptimizerFactory, Trainer
-    from recording_logger import RecordingLogger
-
     data = SyntheticImages(image_shape=(1, 8, 8), batch_size=32, val_size=32, seed=3)
     model = create_model("cnn", input_shape=data.input_shape, num_outputs=data.num_outputs, channels=[4, 8])
     logger = RecordingLogger()
