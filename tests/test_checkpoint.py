@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 
 from data_fixtures import os_system_pickle
+from mgelab.checkpoint import CheckpointError, CheckpointStore, check_fits, load_checkpoint, save_checkpoint
+from mgelab.checkpoint.safe_pickle import UnsafePickleError
 from mgelab.data.synthetic import SyntheticImages
 from mgelab.models import create_model
-from mgelab.safe_pickle import UnsafePickleError
 from mgelab.train import OptimizerFactory, Trainer, seed_everything
-from mgelab.train.checkpoint import CheckpointError, CheckpointStore, check_fits, load_checkpoint, save_checkpoint
 from mgelab.train.signals import TrainingInterrupted
 from recording_logger import InterruptAt, RecordingLogger
 

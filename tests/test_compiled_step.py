@@ -6,10 +6,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from mgelab.checkpoint import load_checkpoint
 from mgelab.data.synthetic import SyntheticImages
 from mgelab.models import create_model
 from mgelab.train import OptimizerFactory, Trainer, seed_everything
-from mgelab.train.checkpoint import load_checkpoint
 from mgelab.train.signals import TrainingInterrupted
 from mgelab.train.steps import draws_random_numbers, make_train_step, should_compile
 from recording_logger import InterruptAt, RecordingLogger

@@ -17,6 +17,7 @@ import pytest
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 
+from mgelab.checkpoint import save_checkpoint
 from mgelab.data.synthetic import SyntheticImages
 from mgelab.experiment import run_experiment
 from mgelab.models import create_model
@@ -24,7 +25,6 @@ from mgelab.serving.loading import load_from_run
 from mgelab.serving.pretrained import load_pretrained_model
 from mgelab.tracking.mlflow_logger import MLflowLogger
 from mgelab.train import OptimizerFactory, Trainer, seed_everything
-from mgelab.train.checkpoint import save_checkpoint
 from test_serving import MLP, train_tiny
 
 ROOT = Path(__file__).resolve().parents[1]

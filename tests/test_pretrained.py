@@ -14,10 +14,10 @@ import numpy as np
 import pytest
 
 from data_fixtures import closed_port_url, os_system_pickle, sha256_of
+from mgelab.checkpoint import load_checkpoint
 from mgelab.models import create_model
 from mgelab.models.pretrained import CACHE_SUBDIR, WEIGHTS, PretrainedError, adapt, fetch_weights
 from mgelab.models.resnet_imagenet import ResNet18
-from mgelab.train.checkpoint import load_checkpoint
 
 FILE = WEIGHTS["resnet18"].file_name
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 from mlflow.tracking import MlflowClient
 
-from mgelab.train.checkpoint import load_checkpoint
+from mgelab.checkpoint import load_checkpoint
 from test_train_script import ROOT, run_script
 
 RUN = [

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from data_fixtures import os_system_pickle, python2_pickle
-from mgelab.safe_pickle import UnsafePickleError, restricted_loads
+from mgelab.checkpoint.safe_pickle import UnsafePickleError, restricted_loads
 
 PLAIN = {"a": [1, 2.5, None, True], b"k": (b"bytes", "text"), 3: {1, 2}, "f": frozenset({"x"}),
          "c": 1 + 2j, "ba": bytearray(b"xy"), "big": 2**70}

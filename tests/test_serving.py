@@ -10,13 +10,13 @@ import numpy as np
 import pytest
 
 from float_tolerance import assert_close_across_kernels
+from mgelab.checkpoint import CheckpointError
 from mgelab.data.synthetic import SyntheticImages
 from mgelab.data.synthetic_line import SyntheticLine
 from mgelab.models import create_model
 from mgelab.serving import load_trained
 from mgelab.serving.loading import TrainedModel
 from mgelab.train import OptimizerFactory, Trainer, seed_everything
-from mgelab.train.checkpoint import CheckpointError
 from mgelab.train.steps import predict
 from recording_logger import RecordingLogger
 

@@ -12,13 +12,13 @@ from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 
+from mgelab.checkpoint.safe_pickle import UnsafePickleError, restricted_loads
 from mgelab.data.arrays import Split
 from mgelab.data.augment import CropFlipAugmentation
 from mgelab.data.errors import DataError
 from mgelab.data.fetch import RemoteFile
 from mgelab.data.remote import RemoteDataModule, iter_tar_members
 from mgelab.data.resize import ResizeOnTheFly
-from mgelab.safe_pickle import UnsafePickleError, restricted_loads
 
 CIFAR10_URL = "https://www.cs.toronto.edu/~kriz"
 ARCHIVE = RemoteFile("cifar-10-python.tar.gz", md5="c58f30108f718f92721af3b95e74349a")

@@ -30,10 +30,10 @@ from typing import Dict, List, Mapping, Optional, Tuple
 import megengine.module as M
 import numpy as np
 
+from mgelab.checkpoint import CheckpointError, check_fits, load_checkpoint, read_manifest, save_checkpoint
+from mgelab.checkpoint.safe_pickle import UnsafePickleError
 from mgelab.data.errors import DataError
 from mgelab.data.fetch import RemoteFile, fetch_files, file_sha256, mirror_sources
-from mgelab.safe_pickle import UnsafePickleError
-from mgelab.train.checkpoint import CheckpointError, check_fits, load_checkpoint, read_manifest, save_checkpoint
 
 log = logging.getLogger(__name__)
 

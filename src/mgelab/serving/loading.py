@@ -18,8 +18,8 @@ import megengine as mge
 import megengine.module as M
 import numpy as np
 
+from mgelab.checkpoint import CheckpointError, CheckpointStore, check_fits, load_checkpoint
 from mgelab.models import create_model
-from mgelab.train.checkpoint import CheckpointError, CheckpointStore, check_fits, load_checkpoint
 
 # Keys of a model config node that are not arguments of the model's builder.
 _NOT_MODEL_KWARGS = ("_target_", "name", "input_shape", "num_outputs", "task")

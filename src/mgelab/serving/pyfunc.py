@@ -53,8 +53,8 @@ def package_dir() -> Path:
 
 def model_config_of(checkpoint_dir: Path | str) -> Dict[str, Any]:
     """``{"model": <the model config node>}`` of a checkpoint: the pyfunc's ``model_config``."""
+    from mgelab.checkpoint import read_manifest
     from mgelab.serving.loading import model_config_from, resolve_checkpoint
-    from mgelab.train.checkpoint import read_manifest
 
     path, manifest = read_manifest(resolve_checkpoint(checkpoint_dir))
     return {"model": model_config_from(manifest["meta"], f"checkpoint {path}")}

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Optional
 
-from mgelab.train.checkpoint import CheckpointStore, read_manifest
+from mgelab.checkpoint import CheckpointStore, read_manifest
 
 # Where a run's checkpoints live below paths.output_dir (see conf/hydra/default.yaml).
 RUN_PATTERNS = ("runs/*_{name}/checkpoints", "multiruns/*/*_{name}/checkpoints")

@@ -15,7 +15,7 @@ import megengine as mge
 import megengine.module as M
 import numpy as np
 
-from mgelab.train.checkpoint import Checkpoint, check_fits
+from mgelab.checkpoint import Checkpoint, check_fits
 
 
 @dataclass

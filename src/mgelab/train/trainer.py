@@ -13,7 +13,7 @@ import megengine.module as M
 import numpy as np
 from tqdm import tqdm
 
-from mgelab.train.checkpoint import CheckpointStore, load_checkpoint
+from mgelab.checkpoint import CheckpointStore, load_checkpoint
 from mgelab.train.evaluation import evaluate_split, report_test_split
 from mgelab.train.memory import peak_rss_mb
 from mgelab.train.optim import OptimizerFactory, set_lr

@@ -9,7 +9,7 @@ from typing import Any, Dict
 
 import numpy as np
 
-from mgelab.safe_pickle import UnsafePickleError, restricted_loads
+from mgelab.checkpoint.safe_pickle import UnsafePickleError, restricted_loads
 
 
 def fsync_directory(directory: Path) -> None:

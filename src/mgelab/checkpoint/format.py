@@ -20,7 +20,7 @@ from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 import numpy as np
 
-from mgelab.train.checkpoint_files import atomic_write_text, fsync_directory, load_pickle_checkpoint
+from mgelab.checkpoint.files import atomic_write_text, fsync_directory, load_pickle_checkpoint
 
 FORMAT_VERSION = 2
 ARRAYS_FILE = "arrays.npz"
