@@ -8,15 +8,11 @@ from pathlib import Path
 from typing import Dict, List
 
 import pytest
-from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
 from data_fixtures import NAMES, payload_sha_of, sha256_of, write_tiny_dataset
 from mgelab.data.california_housing import ARCHIVE as CALIFORNIA_ARCHIVE
 from mgelab.data.cifar10 import ARCHIVE as CIFAR_ARCHIVE
-from mgelab.experiment import run_experiment
-from mgelab.train import seed_everything
-from recording_logger import RecordingLogger
 from test_data_california import table
 from test_data_california import write_archive as write_california
 from test_data_cifar10 import batches
@@ -60,42 +56,24 @@ def test_every_chapter_has_an_experiment():
 @pytest.mark.parametrize(
     "name", [pytest.param(n, marks=pytest.mark.slow) if n in SLOW else n for n in EXPERIMENTS if n not in OWN_TEST]
 )
-def test_chapter_runs_a_few_steps(compose_cfg, http_server, tmp_path, name):
+def test_chapter_runs_a_few_steps(train_run, http_server, name):
     data_name = OmegaConf.load(CONF / "experiment" / f"{name}.yaml").defaults[0]["override /data"]
-    cfg = compose_cfg([f"experiment={name}", "trainer=smoke", "logger=none", *serve_dataset(data_name, http_server)])
-    assert cfg.experiment_name.startswith(name[:4])  # one MLflow experiment per chapter
-    seed_everything(cfg.seed)
-    data = instantiate(cfg.data)
-    model = instantiate(cfg.model, input_shape=data.input_shape, num_outputs=data.num_outputs, task=data.task)
-    logger = RecordingLogger()
-    result = run_experiment(
-        model=model,
-        data=data,
-        optimizer_factory=instantiate(cfg.optim),
-        trainer=instantiate(cfg.trainer),
-        logger=logger,
-        run_dir=tmp_path / "run",
-    )
-    assert len(result.history) == 1 and math.isfinite(result.test["loss"])
-    assert (tmp_path / "run" / "plots" / "learning_curves.png").is_file()
-    if data.task == "regression":
-        assert {"baseline/test_r2", "baseline/test_mae"} <= {k for _, m in logger.metrics for k in m}
+    done = train_run([f"experiment={name}", "trainer=smoke", *serve_dataset(data_name, http_server)])
+    assert done.cfg.experiment_name.startswith(name[:4])  # one MLflow experiment per chapter
+    assert done.run.info.status == "FINISHED" and done.run.data.tags["experiment"] == name
+    metrics = done.metrics
+    assert metrics["best_epoch"] == 1.0 and math.isfinite(metrics["test/loss"])
+    assert done.value == metrics["monitor/best_value"]  # what train() returned is what the run recorded
+    assert (done.run_dir / "plots" / "learning_curves.png").is_file()
+    if done.run.data.params["data_info.task"] == "regression":
+        assert {"baseline/test_r2", "baseline/test_mae"} <= set(metrics)
     else:
-        assert 0.0 <= result.test["acc"] <= 1.0
+        assert 0.0 <= metrics["test/acc"] <= 1.0
 
 
-def test_ch1_recovers_the_least_squares_line(compose_cfg, tmp_path):
+def test_ch1_recovers_the_least_squares_line(train_run):
     """Chapter 1's target: SGD's w and b within 0.05 of the closed-form fit on the same split."""
-    cfg = compose_cfg(["experiment=ch1_line_fit", "logger=none"])
-    seed_everything(cfg.seed)
-    data = instantiate(cfg.data)
-    model = instantiate(cfg.model, input_shape=data.input_shape, num_outputs=data.num_outputs, task=data.task)
-    logger = RecordingLogger()
-    run_experiment(
-        model=model, data=data, optimizer_factory=instantiate(cfg.optim), trainer=instantiate(cfg.trainer),
-        logger=logger, run_dir=tmp_path / "run",
-    )
-    final = {k: v for _, m in logger.metrics for k, v in m.items()}
+    final = train_run(["experiment=ch1_line_fit"]).metrics
     assert abs(final["model/fc.weight_0"] - final["baseline/w_0"]) < 0.05
     assert abs(final["model/fc.bias_0"] - final["baseline/b_0"]) < 0.05
     assert abs(final["baseline/w_0"] - 5.0) < 0.5  # and the data really is y = 5x + 2 + noise

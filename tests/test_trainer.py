@@ -42,6 +42,10 @@ def test_epoch_and_step_metrics_have_proper_steps(tmp_path):
     step_losses = logger.series("step/train_loss")
     assert [s for s, _ in step_losses] == list(range(2, 3 * steps_per_epoch + 1, 2))
     assert logger.series("test/acc") == [(result.best_epoch, result.test["acc"])]
+    # The value a sweeper gets: the monitored metric, at the epoch that did best on it.
+    values = [v for _, v in logger.series("val/acc")]
+    assert (result.monitor, result.monitor_mode) == ("val/acc", "max")
+    assert result.best_value == max(values) == values[result.best_epoch - 1]
 
 
 def test_val_metrics_are_computed_over_the_whole_split(tmp_path):

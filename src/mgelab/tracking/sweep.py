@@ -14,7 +14,9 @@ import json
 from dataclasses import asdict, dataclass, field
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
-from mgelab.tracking.mlflow_logger import RunRecord, TrackingStore
+from mgelab.tracking.objective import objective_of
+from mgelab.tracking.records import RunRecord
+from mgelab.tracking.store import TrackingStore
 
 PARENT_RUN_TAG = "mlflow.parentRunId"  # MLflow's UI nests child runs under their parent by it
 ROLE_TAG = "sweep/role"  # "parent" on a sweep's parent run
@@ -73,30 +75,6 @@ class JobOutcome:
 def outcome_of(num: int, overrides: Sequence[str], status: str, value: Any, error: Optional[str]) -> JobOutcome:
     number = float(value) if isinstance(value, (int, float)) else None
     return JobOutcome(num=num, status=status, overrides=[str(o) for o in overrides], value=number, error=error)
-
-
-def objective_of(params: Mapping[str, str]) -> Optional[Tuple[str, str]]:
-    """(metric, "max"|"min") the run's trainer monitored, from its logged params."""
-    task = params.get("data_info.task")
-    if task is None:
-        return None
-    # The trainer owns the "auto" rules; importing it loads MegEngine, so only when asked.
-    from mgelab.train.trainer import Trainer
-
-    trainer = Trainer(
-        monitor=params.get("trainer.monitor", "auto"), monitor_mode=params.get("trainer.monitor_mode", "auto")
-    )
-    return trainer.monitored(task)
-
-
-def objective_value(store: TrackingStore, run: RunRecord) -> Optional[float]:
-    """What ``scripts/train.py`` returned for this run: the monitored metric at the best epoch."""
-    objective = objective_of(run.params)
-    best_epoch = run.metrics.get("best_epoch")
-    if objective is None or best_epoch is None:
-        return None
-    values = dict(store.metric_history(run.run_id, objective[0]))
-    return values.get(int(best_epoch))
 
 
 def find_finished_job(store: TrackingStore, experiment_name: str, key: str) -> Optional[RunRecord]:
@@ -197,17 +175,17 @@ def summarize(store: TrackingStore, parent_run_id: str) -> SweepSummary:
 def _sweep_objective(
     store: TrackingStore, outcomes: Sequence[JobOutcome], children: Mapping[Optional[str], RunRecord]
 ) -> Optional[Tuple[str, str]]:
-    """What the jobs monitored, from the first run that logged it: a child, else a reused run.
+    """What the jobs monitored, from the first run that recorded it: a child, else a reused run.
 
-    A job that failed before its data was loaded logged no task, so several may be tried.
+    A job that failed before it finished recorded no objective, so several may be tried.
     """
     for run in children.values():
-        objective = objective_of(run.params)
+        objective = objective_of(run)
         if objective is not None:
             return objective
     for outcome in outcomes:
         if outcome.skipped and outcome.run_id:
-            objective = objective_of(store.get_run(outcome.run_id).params)
+            objective = objective_of(store.get_run(outcome.run_id))
             if objective is not None:
                 return objective
     return None

@@ -1,18 +1,15 @@
-"""The job side of a tracked sweep, as ``scripts/train.py`` sees it: the tags that make a job's
-run a child of the sweep's parent run, and skipping a job that already finished
-(``sweep.skip_finished=true``). No mlflow import here."""
+"""The job side of a tracked sweep: the tags that make a job's run a child of the sweep's parent
+run, and skipping a job that already finished (``sweep.skip_finished=true``). Which job this
+process is comes from Hydra, on the Hydra side (``mgelab.config.hydra_job``); no mlflow import here."""
 
 from __future__ import annotations
 
 import logging
-import os
 from dataclasses import dataclass
 from typing import Any, Dict, List, Optional
 
-from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig
-
-from mgelab.tracking.mlflow_logger import TrackingStore
+from mgelab.tracking.objective import objective_value
+from mgelab.tracking.store import TrackingStore
 from mgelab.tracking.sweep import (
     JOB_KEY_TAG,
     PARENT_RUN_TAG,
@@ -20,7 +17,6 @@ from mgelab.tracking.sweep import (
     SWEEP_NAME_TAG,
     find_finished_job,
     job_key,
-    objective_value,
 )
 
 log = logging.getLogger(__name__)
@@ -54,36 +50,17 @@ class SweepJob:
         return tags
 
 
-def current_job(cfg: DictConfig) -> Optional[SweepJob]:
-    """This process's multirun job, or None for a single run."""
-    hydra_cfg = HydraConfig.get()
-    if hydra_cfg.mode is None or hydra_cfg.mode.name != "MULTIRUN":
+def skip_finished(job: Optional[SweepJob], tracking_uri: str, experiment_name: str) -> Optional[float]:
+    """The stored value of this job when an earlier sweep finished it, else None (train it)."""
+    if job is None:
         return None
-    sweep = cfg.get("sweep") or {}
-    return SweepJob(
-        num=int(hydra_cfg.job.num),
-        sweep_id=str(hydra_cfg.sweep.dir),
-        name=sweep.get("name"),
-        overrides=[str(o) for o in hydra_cfg.overrides.task],
-        parent_run_id=os.environ.get(PARENT_ENV) or None,
-    )
-
-
-def skip_finished(cfg: DictConfig) -> Optional[float]:
-    """A finished job's stored value when ``sweep.skip_finished`` is on and it exists, else None."""
-    job = current_job(cfg)
-    sweep = cfg.get("sweep") or {}
-    logger_cfg = cfg.get("logger") or {}
-    if job is None or not sweep.get("skip_finished") or "tracking_uri" not in logger_cfg:
-        return None
-    store = TrackingStore(logger_cfg.tracking_uri)
-    run = find_finished_job(store, logger_cfg.experiment_name, job.key)
+    store = TrackingStore(tracking_uri)
+    run = find_finished_job(store, experiment_name, job.key)
     if run is None:
         return None
-    value = objective_value(store, run)
+    value = objective_value(run)
     if value is None:
-        log.warning("run %s finished but its monitored value cannot be read; training job %d again",
-                    run.run_id, job.num)
+        log.warning("run %s finished but recorded no monitored value; training job %d again", run.run_id, job.num)
         return None
     if job.parent_run_id:
         store.set_tags(job.parent_run_id, {f"{SKIPPED_TAG_PREFIX}{job.num}": run.run_id})

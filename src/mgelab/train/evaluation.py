@@ -7,8 +7,8 @@ from typing import Dict, Optional, Tuple
 import megengine.module as M
 import numpy as np
 
-from mgelab.train.metrics import confusion_matrix, per_class_accuracy, task_metrics
 from mgelab.train.steps import predict
+from mgelab.train.task import get_task
 
 
 def predict_split(model: M.Module, data, split: str, limit: Optional[int] = None) -> Tuple[np.ndarray, np.ndarray]:
@@ -22,18 +22,13 @@ def predict_split(model: M.Module, data, split: str, limit: Optional[int] = None
 
 def evaluate_split(model: M.Module, data, split: str, limit: Optional[int] = None) -> Dict[str, float]:
     outputs, targets = predict_split(model, data, split, limit)
-    return task_metrics(data.task, outputs, targets)
+    return get_task(data.task).metrics(outputs, targets)
 
 
 def report_test_split(
     model: M.Module, data, limit: Optional[int] = None
 ) -> Tuple[Dict[str, float], Optional[np.ndarray]]:
-    """Test metrics, with per-class accuracy and the confusion matrix for classification."""
+    """Test metrics, with per-class accuracy and the confusion matrix where the task has classes."""
+    task = get_task(data.task)
     outputs, targets = predict_split(model, data, "test", limit)
-    metrics = task_metrics(data.task, outputs, targets)
-    if data.task != "classification":
-        return metrics, None
-    confusion = confusion_matrix(outputs.argmax(axis=1), targets, data.num_classes)
-    for index, value in enumerate(per_class_accuracy(confusion)):
-        metrics[f"acc_class_{index}"] = float(value)
-    return metrics, confusion
+    return task.test_report(outputs, targets, data.num_classes if task.has_classes else None)

@@ -58,9 +58,3 @@ def regression_metrics(predictions: np.ndarray, targets: np.ndarray) -> Dict[str
         "rmse": float(np.sqrt(mse)),
         "r2": 1.0 - float(np.sum(errors**2)) / total if total > 0 else float("nan"),
     }
-
-
-def task_metrics(task: str, outputs: np.ndarray, targets: np.ndarray) -> Dict[str, float]:
-    if task == "classification":
-        return classification_metrics(outputs, targets)
-    return regression_metrics(outputs, targets)

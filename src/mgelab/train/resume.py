@@ -1,36 +1,23 @@
-"""Finding what to resume from: ``trainer.resume=auto`` or an explicit checkpoint path."""
+"""Finding what to resume from, wherever runs keep their checkpoints: the newest of a set of
+checkpoint stores (``trainer.resume=auto``; the run's side says which stores belong to the run),
+or an explicit checkpoint path."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import Iterable, Optional
 
 from mgelab.checkpoint import CheckpointStore, read_manifest
 
-# Where a run's checkpoints live below paths.output_dir (see conf/hydra/default.yaml).
-RUN_PATTERNS = ("runs/*_{name}/checkpoints", "multiruns/*/*_{name}/checkpoints")
+
+def newest_store(stores: Iterable[Path]) -> Optional[Path]:
+    """The checkpoint store among ``stores`` that saved last, or None when none holds a checkpoint."""
+    saved = [store for store in stores if (store / CheckpointStore.LAST).is_file()]
+    return max(saved, key=lambda s: (s / CheckpointStore.LAST).stat().st_mtime, default=None)
 
 
-def find_latest_checkpoint(output_dir: Path, run_name: str) -> Optional[Path]:
-    """The checkpoint store of the run named ``run_name`` that saved last, or None."""
-    stores = [
-        store
-        for pattern in RUN_PATTERNS
-        for store in Path(output_dir).glob(pattern.format(name=run_name))
-        if (store / CheckpointStore.LAST).is_file()
-    ]
-    return max(stores, key=lambda s: (s / CheckpointStore.LAST).stat().st_mtime, default=None)
-
-
-def resume_target(resume: Optional[str], output_dir: Path, run_name: str) -> Optional[Path]:
-    """None (start afresh), or the checkpoint (store) to continue from."""
-    if resume in (None, "", "null", "none"):
-        return None
-    if resume == "auto":
-        found = find_latest_checkpoint(output_dir, run_name)
-        if found is None:
-            print(f"trainer.resume=auto: no checkpoint of a run named {run_name!r} under {output_dir}; starting afresh")
-        return found
+def explicit_checkpoint(resume: str) -> Path:
+    """``trainer.resume=<path>``: a checkpoint directory or a run's checkpoints/ folder."""
     path = Path(resume).expanduser()
     if not path.exists():
         raise FileNotFoundError(f"trainer.resume={resume}: no such checkpoint (give a checkpoint directory or auto)")

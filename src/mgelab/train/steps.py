@@ -5,17 +5,13 @@ from __future__ import annotations
 from typing import Callable, Iterable, Tuple
 
 import megengine as mge
-import megengine.functional as F
 import megengine.module as M
 import numpy as np
 from megengine.autodiff import GradManager
 from megengine.jit import trace
 from megengine.optimizer import Optimizer
 
-LOSSES = {
-    "classification": lambda out, y: F.nn.cross_entropy(out, y),
-    "regression": lambda out, y: F.nn.square_loss(out, y),
-}
+from mgelab.train.task import Task, get_task
 
 StepFn = Callable[[np.ndarray, np.ndarray], Tuple[float, np.ndarray]]
 
@@ -53,17 +49,15 @@ def should_compile(mode: str, model: M.Module) -> bool:
     return mode == "true" or (mode == "auto" and not random)
 
 
-def make_train_step(model: M.Module, optimizer: Optimizer, task: str, compiled: bool = False) -> StepFn:
+def make_train_step(model: M.Module, optimizer: Optimizer, task: Task | str, compiled: bool = False) -> StepFn:
     """Return ``step(x, y) -> (loss, outputs)`` updating ``model`` in place.
 
     ``compiled``: forward, backward and the optimizer update run as one graph recorded by
     ``jit.trace(symbolic=True)`` on the first call; batches of another size (an epoch's last)
     are handled. It computes what eager does, but MegEngine 1.13 still runs the graph op by op,
-    so it was not faster here (README, Speed).
+    so it was not faster here (docs/results.md).
     """
-    if task not in LOSSES:
-        raise ValueError(f"data task {task!r} is unknown; expected one of {sorted(LOSSES)}")
-    loss_fn = LOSSES[task]
+    loss_fn = (get_task(task) if isinstance(task, str) else task).loss
     gm = GradManager().attach(model.parameters())
 
     def record(x: mge.Tensor, y: mge.Tensor) -> Tuple[mge.Tensor, mge.Tensor]:

@@ -1,5 +1,5 @@
-"""One run from built pieces to tracked results: the part of ``scripts/train.py`` that
-needs no Hydra, so tests and notebooks can call it directly."""
+"""One run from built pieces to tracked results: the part of ``mgelab.run.train`` that needs no
+Hydra, so notebooks (and tests of the pieces) can call it with objects they built themselves."""
 
 from __future__ import annotations
 
@@ -10,7 +10,9 @@ import megengine as mge
 
 from mgelab.models.summary import model_summary
 from mgelab.report.plots import plot_confusion_matrix, plot_learning_curves
-from mgelab.train.baseline import least_squares_baseline
+from mgelab.serving.pyfunc import model_package
+from mgelab.tracking.objective import MONITOR_MODE_TAG, MONITOR_TAG, MONITOR_VALUE_METRIC
+from mgelab.train.task import get_task
 from mgelab.train.trainer import FitResult, Trainer
 
 # A model this small (chapter 1's line: w and b) has its values logged as metrics.
@@ -64,9 +66,13 @@ def run_experiment(
         "train_samples_per_s": result.train_samples_per_s,
     })
     summary.update(small_parameter_values(model))
-    if data.task == "regression":
-        summary.update(least_squares_baseline(data))
+    baseline = get_task(data.task).baseline
+    if baseline is not None:
+        summary.update(baseline(data))
     logger.log_metrics(summary, step=result.best_epoch)
+    # What a sweeper receives, stored once: sweeps re-run with skip_finished read it back.
+    logger.set_tags({MONITOR_TAG: result.monitor, MONITOR_MODE_TAG: result.monitor_mode})
+    logger.log_metrics({MONITOR_VALUE_METRIC: result.best_value}, step=result.best_epoch)
     plots = run_dir / "plots"
     logger.log_artifact(plot_learning_curves(result.history, plots / "learning_curves.png"), "plots")
     if result.confusion is not None:
@@ -75,7 +81,8 @@ def run_experiment(
     for part in sorted(Path(result.best_checkpoint).iterdir()):
         logger.log_artifact(part, "checkpoints/best")
     # logger.log_model=true: the best checkpoint as an MLflow pyfunc model, a few raw test samples as its example.
-    model_uri = logger.log_model(result.best_checkpoint, data.splits["test"].inputs[:2])
+    package = model_package(result.best_checkpoint, data.splits["test"].inputs[:2]) if logger.logs_models else None
+    model_uri = logger.log_model(**package) if package else None
     if model_uri:
         print(f"logged model {model_uri}")
     return result

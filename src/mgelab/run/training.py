@@ -1,0 +1,108 @@
+"""``train(cfg)``: one run (or one job of a sweep) from a composed Hydra config to its tracked
+results; returns the monitored metric's best value, which Hydra's sweepers optimise."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Dict, Optional, Tuple
+
+from hydra.utils import get_class, instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from mgelab.config.hydra_job import current_job, run_tags
+from mgelab.config.validate import validate_config
+from mgelab.run.experiment import run_experiment
+from mgelab.tracking.params import flatten
+from mgelab.tracking.sweep_job import skip_finished
+from mgelab.train import FitResult, seed_everything
+from mgelab.train.device import select_device
+from mgelab.train.resume import explicit_checkpoint, newest_store, stored_meta
+
+# Where conf/hydra/default.yaml puts a run's checkpoints below paths.output_dir.
+RUN_CHECKPOINT_PATTERNS = ("runs/*_{name}/checkpoints", "multiruns/*/*_{name}/checkpoints")
+
+
+def train(cfg: DictConfig) -> float:
+    """Train, test and track the run ``cfg`` describes; the monitored value at the best epoch.
+
+    With ``sweep.skip_finished=true`` a sweep job that an earlier sweep finished is not trained
+    again: its stored value is returned.
+    """
+    stored = finished_job_value(cfg)
+    if stored is not None:
+        return stored
+    seed_everything(cfg.seed)
+    # Before any model is built: parameters live on the device that was default then.
+    select_device(cfg.trainer.device, cfg.trainer.cpu_threads)
+    resume = resume_target(cfg)
+    logger, continued = open_logger(cfg, resume)
+    with logger:
+        result = fit_and_track(cfg, logger, resume, continued)
+    print_summary(result, logger)
+    return result.best_value
+
+
+def finished_job_value(cfg: DictConfig) -> Optional[float]:
+    sweep = cfg.get("sweep") or {}
+    if not sweep.get("skip_finished") or not get_class(cfg.logger._target_).has_store:
+        return None
+    return skip_finished(current_job(cfg), cfg.logger.tracking_uri, cfg.logger.experiment_name)
+
+
+def resume_target(cfg: DictConfig) -> Optional[Path]:
+    """None (start afresh), or the checkpoint (store) to continue from."""
+    resume = cfg.trainer.resume
+    if resume in (None, "", "null", "none"):
+        return None
+    if resume != "auto":
+        return explicit_checkpoint(str(resume))
+    output_dir = Path(cfg.paths.output_dir)
+    stores = (store for pattern in RUN_CHECKPOINT_PATTERNS
+              for store in output_dir.glob(pattern.format(name=cfg.run_name)))
+    found = newest_store(stores)
+    if found is None:
+        print(f"trainer.resume=auto: no checkpoint of a run named {cfg.run_name!r} under {output_dir}; "
+              "starting afresh")
+    return found
+
+
+def open_logger(cfg: DictConfig, resume: Optional[Path]) -> Tuple[Any, bool]:
+    """The configured logger, and whether it continues the tracked run the checkpoint names."""
+    run_id = stored_meta(resume).get("tracking_run_id") if resume else None
+    if run_id and get_class(cfg.logger._target_).resumes_runs:
+        return instantiate(cfg.logger, run_id=run_id), True
+    return instantiate(cfg.logger), False
+
+
+def fit_and_track(cfg: DictConfig, logger, resume: Optional[Path], continued: bool) -> FitResult:
+    config = OmegaConf.to_container(cfg, resolve=True)
+    if continued:  # the run's tags and params are there already
+        logger.set_tags({"resumed_from": str(resume)})
+    else:
+        # First, so that a run failing while loading data still says what it was.
+        logger.set_tags(run_tags(cfg))
+        logger.log_params(flatten(config))
+    validate_config(cfg)  # before anything is built; a bad value ends the tracked run as FAILED
+    data = instantiate(cfg.data)
+    model = instantiate(cfg.model, input_shape=data.input_shape, num_outputs=data.num_outputs, task=data.task)
+    trainer = instantiate(cfg.trainer, resume=str(resume) if resume else None)
+    return run_experiment(
+        model=model,
+        data=data,
+        optimizer_factory=instantiate(cfg.optim),
+        trainer=trainer,
+        logger=logger,
+        run_dir=cfg.paths.run_dir,
+        config_yaml=OmegaConf.to_yaml(cfg, resolve=True),
+        run_meta={"tracking_run_id": getattr(logger, "run_id", None), "config": config},
+    )
+
+
+def print_summary(result: FitResult, logger) -> None:
+    headline: Dict[str, Any] = {k: round(v, 4) for k, v in result.test.items() if not k.startswith("acc_class_")}
+    print(
+        f"best epoch {result.best_epoch}: {result.monitor} {result.best_value:.4f} | test {headline} | "
+        f"{result.wall_time_s:.1f} s, {result.train_samples_per_s:.0f} train samples/s"
+    )
+    if getattr(logger, "run_id", None):
+        print(f"MLflow: `make ui`, then http://127.0.0.1:5000/#/experiments/{logger.experiment_id}/runs/{logger.run_id}")
