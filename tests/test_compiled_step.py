@@ -19,7 +19,7 @@ STEPS = 6
 # inside the graph), residual blocks, and a regression head.
 CASES = [
     ("linear", {}, (1, 8, 8), "classification"),
-    ("mlp", {"hidden_sizes": [32]}, (1, 8, 8), "classification"),
+    ("mlp", {"hidden_sizes": [32], "dropout": 0.0}, (1, 8, 8), "classification"),
     ("cnn", {"channels": [4, 8], "hidden_size": 16, "batch_norm": True}, (1, 8, 8), "classification"),
     ("resnet", {"depth": 20}, (3, 8, 8), "classification"),
     ("linear_regression", {}, (5,), "regression"),
