@@ -17,7 +17,7 @@ from omegaconf import DictConfig
 import mgelab.config  # noqa: F401  (registers the resolvers conf/ uses)
 from mgelab.report.compare import CompareSpec, gather, output_name, table_rows, to_markdown, write_csv
 from mgelab.report.compare_plots import draw_all
-from mgelab.tracking.mlflow_logger import TrackingStore
+from mgelab.tracking.store import TrackingStore
 from mgelab.tracking.sweep import select_runs
 
 

@@ -13,13 +13,16 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Tuple
 
 import hydra
 from omegaconf import DictConfig
 
 import mgelab.config  # noqa: F401  (registers the resolvers conf/ uses)
 from mgelab.deploy import ExportError, ExportOptions, ExportResult, GraphOptions
-from mgelab.deploy.trained import ExportSource, export_trained, log_to_run
+from mgelab.deploy.trained import ExportSource, export_trained
+from mgelab.run.artifacts import log_export_to_run, temporary_best_checkpoint
+from mgelab.serving.loading import TrainedModel, one_source
 
 
 def options_from(cfg: DictConfig) -> ExportOptions:
@@ -30,9 +33,20 @@ def options_from(cfg: DictConfig) -> ExportOptions:
     return ExportOptions(int(cfg.batch_size), float(cfg.rtol), float(cfg.atol), int(cfg.seed), graph)
 
 
+def load_source(cfg: DictConfig) -> Tuple[ExportSource, TrainedModel]:
+    """The model of ``checkpoint=`` or of ``run_id=`` (exactly one), and how the export names it."""
+    if one_source(checkpoint=cfg.checkpoint, run_id=cfg.run_id) == "checkpoint":
+        source = ExportSource(str(cfg.checkpoint))
+        return source, source.load()
+    run_id = str(cfg.run_id)
+    # The downloaded checkpoint is only needed until the model is built.
+    with temporary_best_checkpoint(run_id, cfg.tracking_uri) as checkpoint:
+        source = ExportSource(str(checkpoint), {"run_id": run_id, "tracking_uri": cfg.tracking_uri}, run_id[:8])
+        return source, source.load()
+
+
 def export(cfg: DictConfig) -> ExportResult:
-    source = ExportSource(cfg.checkpoint, cfg.run_id, cfg.tracking_uri if cfg.run_id else None)
-    trained = source.load()
+    source, trained = load_source(cfg)
     path = Path(cfg.output_dir) / f"{cfg.name or source.default_name(trained)}.mge"
     result = export_trained(trained, path, options_from(cfg), bool(cfg.raw_input), source.describe())
     shape = "x".join(map(str, trained.input_shape))
@@ -44,7 +58,7 @@ def export(cfg: DictConfig) -> ExportResult:
     )
     print(f"description: {result.meta_path}")
     if cfg.run_id and cfg.log_to_run:
-        log_to_run(result, cfg.run_id, cfg.tracking_uri)
+        log_export_to_run(result, str(cfg.run_id), cfg.tracking_uri)
         print(f"logged to run {cfg.run_id} (artifacts export/)")
     return result
 

@@ -21,9 +21,10 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 
 import mgelab.config  # noqa: F401  (registers the resolvers conf/ uses)
+from mgelab.run.artifacts import load_run_model
 from mgelab.serving.grid import plot_prediction_grid
 from mgelab.serving.images import image_files, read_images
-from mgelab.serving.loading import TrainedModel
+from mgelab.serving.loading import TrainedModel, one_source
 from mgelab.serving.predict import check_top_k, format_table, load_source, to_predictions, write_csv
 
 Samples = Tuple[np.ndarray, List[str], Optional[np.ndarray]]  # raw batch, names, targets
@@ -56,10 +57,17 @@ def file_samples(trained: TrainedModel, cfg: DictConfig) -> Samples:
     return raw, [str(f) for f in read.files], None
 
 
+def load_model(cfg: DictConfig) -> TrainedModel:
+    """The model of exactly one of ``run_id`` (its best checkpoint, downloaded to a temporary folder
+    deleted once loaded), ``checkpoint`` or ``pretrained``."""
+    if one_source(run_id=cfg.run_id, checkpoint=cfg.checkpoint, pretrained=cfg.pretrained) == "run_id":
+        return load_run_model(str(cfg.run_id), cfg.tracking_uri)
+    return load_source(cfg.checkpoint, cfg.pretrained, cache_dir=cfg.weights_cache_dir, mirror=cfg.weights_mirror)
+
+
 def predict(cfg: DictConfig) -> int:
     """Print and write the predictions; return how many samples were predicted."""
-    trained = load_source(cfg.run_id, cfg.checkpoint, cfg.pretrained, cfg.tracking_uri,
-                          cache_dir=cfg.weights_cache_dir, mirror=cfg.weights_mirror)
+    trained = load_model(cfg)
     k = check_top_k(int(cfg.top_k), trained)
     raw, names, targets = dataset_samples(trained, cfg) if cfg.split else file_samples(trained, cfg)
     if len(raw) == 0:

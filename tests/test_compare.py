@@ -12,7 +12,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from mgelab.report.compare import CompareSpec, RunData, output_name, table_rows, to_markdown
-from mgelab.tracking.mlflow_logger import RunRecord
+from mgelab.tracking.records import RunRecord
 from test_train_script import ROOT, run_script
 
 TINY = ["data=synthetic", "epochs=2", "trainer.progress_bar=false", "trainer.log_every_n_steps=2"]

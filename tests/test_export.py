@@ -9,6 +9,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 from typing import List, Optional
 
@@ -27,6 +28,7 @@ from mgelab.deploy import ExportError, ExportOptions, InferenceGraph, Normalizat
 from mgelab.deploy.trained import ExportSource, export_trained
 from mgelab.models import create_model, list_models, model_spec
 from mgelab.nn import Conv2d
+from mgelab.run.artifacts import BEST_CHECKPOINT_ARTIFACT
 from mgelab.train import OptimizerFactory, Trainer, seed_everything
 from recording_logger import RecordingLogger
 
@@ -185,13 +187,16 @@ def test_export_from_a_trainer_checkpoint(tmp_path, trained_run, raw_input):
     assert ("normalization" in meta) != raw_input
 
 
-def test_source_takes_exactly_one_of_checkpoint_and_run():
-    with pytest.raises(ValueError, match="exactly one source"):
-        ExportSource()
-    with pytest.raises(ValueError, match="exactly one source"):
-        ExportSource(checkpoint="c", run_id="r", tracking_uri="sqlite:///x.db")
-    with pytest.raises(ValueError, match="needs tracking_uri"):
-        ExportSource(run_id="r")
+def test_a_source_is_a_local_checkpoint_named_by_its_origin(trained_run):
+    _, best, _ = trained_run
+    with pytest.raises(ValueError, match="give the checkpoint to export"):
+        ExportSource("")
+    local = ExportSource(str(best))
+    trained = local.load()
+    assert local.describe() == {"checkpoint": str(best.resolve())} and local.default_name(trained) == f"cnn_{best.name}"
+    origin = {"run_id": "0123abcd99", "tracking_uri": "sqlite:///x.db"}
+    fetched = ExportSource(str(best), origin=origin, label="0123abcd")
+    assert fetched.describe()["run_id"] == "0123abcd99" and fetched.default_name(trained) == "cnn_0123abcd"
 
 
 def run_export(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
@@ -224,23 +229,35 @@ def export_script_in_process(overrides: List[str]):
     return script.export(cfg)
 
 
-def test_export_of_a_run_is_logged_as_its_artifact(tmp_path, trained_run, capsys):
+def test_the_script_takes_exactly_one_source_and_a_run_needs_its_store(tmp_path, trained_run):
+    checkpoints, _, _ = trained_run
+    with pytest.raises(ValueError, match="exactly one model source"):
+        export_script_in_process([f"checkpoint={checkpoints}", "run_id=r", f"paths.output_dir={tmp_path}"])
+    with pytest.raises(ValueError, match="run_id=r needs tracking_uri"):
+        export_script_in_process(["run_id=r", "tracking_uri=null", f"paths.output_dir={tmp_path}"])
+
+
+def test_export_of_a_run_is_logged_as_its_artifact(tmp_path, trained_run, capsys, monkeypatch):
     from mlflow.tracking import MlflowClient
 
-    from mgelab.tracking.mlflow_logger import TrackingStore, prepare_store
+    from mgelab.tracking.store import TrackingStore, prepare_store
 
     _, best, data = trained_run
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     store = TrackingStore(uri)
     run_id = store.create_run(prepare_store(uri, "export_test", str(tmp_path / "artifacts")), "cnn", {})
-    for part in sorted(best.iterdir()):  # as experiment.py logs the best checkpoint
-        store.log_artifact(run_id, part, "checkpoints/best")
+    for part in sorted(best.iterdir()):  # as a run logs its best checkpoint
+        store.log_artifact(run_id, part, BEST_CHECKPOINT_ARTIFACT)
     store.terminate(run_id, "FINISHED")
 
+    scratch = tmp_path / "scratch"  # where the run's checkpoint is downloaded to, and deleted from
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
     result = export_script_in_process([f"run_id={run_id}", f"tracking_uri={uri}", "batch_size=4",
                                        f"paths.output_dir={tmp_path}"])
     name = f"cnn_{run_id[:8]}"
-    assert result.path == tmp_path / "export" / f"{name}.mge"
+    assert result.path == tmp_path / "export" / f"{name}.mge" and list(scratch.iterdir()) == []
+    assert json.loads(result.meta_path.read_text())["source"] == {"run_id": run_id, "tracking_uri": uri}
     assert f"logged to run {run_id}" in capsys.readouterr().out
     client = MlflowClient(uri)
     assert sorted(Path(a.path).name for a in client.list_artifacts(run_id, "export")) == [f"{name}.json", f"{name}.mge"]
@@ -252,7 +269,7 @@ def test_export_of_a_run_is_logged_as_its_artifact(tmp_path, trained_run, capsys
 
 def test_export_script_fails_clearly_without_a_source(tmp_path):
     proc = run_export(tmp_path)
-    assert proc.returncode != 0 and "export failed: give exactly one source" in proc.stderr
+    assert proc.returncode != 0 and "export failed: give exactly one model source" in proc.stderr
 
 
 def test_a_missing_checkpoint_is_named(tmp_path):

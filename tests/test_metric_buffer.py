@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from mgelab.tracking.metric_buffer import MetricBuffer
-from mgelab.tracking.mlflow_logger import MLflowLogger, TrackingStore
+from mgelab.tracking.mlflow_logger import MLflowLogger
+from mgelab.tracking.store import TrackingStore
 
 
 def test_buffer_writes_when_full_when_old_and_on_flush(monkeypatch):

@@ -19,9 +19,9 @@ from hydra.core.global_hydra import GlobalHydra
 
 from mgelab.checkpoint import save_checkpoint
 from mgelab.data.synthetic import SyntheticImages
-from mgelab.experiment import run_experiment
 from mgelab.models import create_model
-from mgelab.serving.loading import load_from_run
+from mgelab.run.artifacts import load_run_model
+from mgelab.run.experiment import run_experiment
 from mgelab.serving.pretrained import load_pretrained_model
 from mgelab.tracking.mlflow_logger import MLflowLogger
 from mgelab.train import OptimizerFactory, Trainer, seed_everything
@@ -133,7 +133,7 @@ def test_a_run_download_leaves_no_temporary_files(tmp_path, tracked_run, monkeyp
     scratch = tmp_path / "scratch"
     scratch.mkdir()
     monkeypatch.setattr(tempfile, "tempdir", str(scratch))
-    trained = load_from_run(run_id, uri)
+    trained = load_run_model(run_id, uri)
     assert trained.checkpoint is None and trained.num_outputs == 4
     assert list(scratch.iterdir()) == []
 

@@ -16,8 +16,8 @@ from mlflow.tracking import MlflowClient
 
 from float_tolerance import assert_close_across_kernels
 from mgelab.data.synthetic import SyntheticImages
-from mgelab.experiment import run_experiment
 from mgelab.models import create_model
+from mgelab.run.experiment import run_experiment
 from mgelab.serving import load_trained
 from mgelab.serving import pyfunc as serving_pyfunc
 from mgelab.tracking.mlflow_logger import MLflowLogger
@@ -97,6 +97,8 @@ def test_signature_example_and_pinned_requirements(logged, monkeypatch):
     requirements = (local / "requirements.txt").read_text().split()
     assert "megengine==1.13.0" in requirements and any(r.startswith("numpy==1.") for r in requirements)
     assert (local / "code" / "mgelab" / "serving" / "pyfunc.py").is_file()  # mgelab ships with the model
+    # The loader module the logged pyfunc imports by name when it is loaded.
+    assert info.flavors["python_function"]["config"]["loader"] == "mgelab.serving.pyfunc"
     example = json.loads((local / "input_example.json").read_text())
     example = example["inputs"] if isinstance(example, dict) else example
     assert np.array_equal(np.asarray(example, np.uint8), logged["raw"][:2])
@@ -107,8 +109,9 @@ def test_logging_leaves_the_process_wide_tracking_uri_alone(logged):
 
 
 def test_log_model_false_logs_nothing(logged):
+    package = serving_pyfunc.model_package(logged["root"] / "ck", logged["raw"][:2])
     with MLflowLogger(logged["uri"], "pyfunc_test") as logger:
-        assert logger.log_model(logged["root"] / "ck", logged["raw"][:2]) is None
+        assert not logger.logs_models and logger.log_model(**package) is None
     assert "pyfunc_model_uri" not in MlflowClient(logged["uri"]).get_run(logger.run_id).data.tags
 
 

@@ -18,8 +18,9 @@ from mlflow.protos.databricks_pb2 import TEMPORARILY_UNAVAILABLE
 from mlflow.tracking import MlflowClient
 
 from mgelab.tracking import retry
-from mgelab.tracking.mlflow_logger import MLflowLogger, TrackingStore, prepare_store
+from mgelab.tracking.mlflow_logger import MLflowLogger
 from mgelab.tracking.retry import with_retries
+from mgelab.tracking.store import TrackingStore, prepare_store
 from mgelab.tracking.sweep import JobOutcome, SweepSummary, job_key, summarize, varying_overrides
 from test_train_script import run_script
 

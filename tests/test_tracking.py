@@ -2,12 +2,24 @@
 
 from __future__ import annotations
 
+import inspect
+from pathlib import Path
+from types import SimpleNamespace
+
+import mlflow
+import numpy as np
 import pytest
+from hydra.utils import get_class
 from mlflow.tracking import MlflowClient
+from omegaconf import OmegaConf
 
 from mgelab.tracking.base import NullLogger
-from mgelab.tracking.mlflow_logger import MLflowLogger, prepare_store
+from mgelab.tracking.mlflow_logger import MLflowLogger
+from mgelab.tracking.model_logging import DelegatingModel, log_pyfunc_model
 from mgelab.tracking.params import MAX_VALUE_LENGTH, flatten
+from mgelab.tracking.store import prepare_store
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture
@@ -102,3 +114,47 @@ def test_reopened_run_is_running_again_and_skips_logged_steps(store):
     history = MlflowClient(uri).get_metric_history(first.run_id, "val/acc")
     assert sorted((m.step, m.value) for m in history) == [(1, 0.1), (2, 0.2), (3, 0.3), (4, 0.9)]
     assert MlflowClient(uri).get_run(first.run_id).info.status == "FINISHED"
+
+
+@pytest.mark.parametrize("group, resumes_runs, has_store", [("mlflow", True, True), ("none", False, False)])
+def test_logger_classes_declare_what_they_can_do(group, resumes_runs, has_store):
+    # Read from the class a config names, without building a logger (as the Hydra side does).
+    cls = get_class(OmegaConf.load(ROOT / "conf" / "logger" / f"{group}.yaml")._target_)
+    assert (cls.resumes_runs, cls.has_store) == (resumes_runs, has_store)
+    arguments = inspect.signature(cls).parameters
+    assert ("run_id" in arguments) == resumes_runs and ("tracking_uri" in arguments) == has_store
+
+
+# This module is also the loader of the toy pyfunc below: the logged model calls load and predict.
+def load(artifacts, model_config):
+    return float(Path(artifacts["scale"]).read_text()) * model_config["factor"]
+
+
+def predict(loaded, model_input):
+    return np.asarray(model_input, np.float32) * np.float32(loaded)
+
+
+def test_a_logged_pyfunc_loads_and_predicts_through_the_loader_module_it_names(store, tmp_path, monkeypatch):
+    uri, artifacts = store
+    (tmp_path / "scale.txt").write_text("1.5")
+    example = np.arange(6, dtype=np.float32).reshape(2, 3)
+    with MLflowLogger(uri, "exp", artifact_location=artifacts) as logger:
+        model_uri = log_pyfunc_model(
+            uri, logger.run_id, loader=__name__, artifacts={"scale": str(tmp_path / "scale.txt")},
+            model_config={"factor": 2.0}, code_paths=[], input_example=example, output_example=example * 3,
+            pip_requirements=["numpy"], register_as="toy",
+        )
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    model = mlflow.pyfunc.load_model(model_uri)
+    assert model.model_config == {"factor": 2.0, "loader": __name__}
+    np.testing.assert_array_equal(model.predict(example), example * 3)
+    versions = MlflowClient(uri).search_model_versions("name = 'toy'")
+    assert [(str(v.version), v.run_id) for v in versions] == [("1", logger.run_id)]
+
+
+def test_a_pyfunc_without_a_loader_is_refused():
+    with pytest.raises(ValueError, match="model's config has no 'loader'"):
+        DelegatingModel().load_context(SimpleNamespace(model_config={"factor": 2.0}, artifacts={}))
+    with pytest.raises(ValueError, match="pass loader= instead"):
+        log_pyfunc_model("sqlite:///unused.db", "run", loader="m", artifacts={}, model_config={"loader": "m"},
+                         code_paths=[], input_example=np.zeros(1), output_example=np.zeros(1), pip_requirements=[])

@@ -34,7 +34,7 @@ class PrepareTrackingStore(Callback):
         logger_cfg = config.get("logger")
         if logger_cfg is None or "tracking_uri" not in logger_cfg:
             return None
-        from mgelab.tracking.mlflow_logger import prepare_store
+        from mgelab.tracking.store import prepare_store
 
         experiment_id = prepare_store(
             logger_cfg.tracking_uri, logger_cfg.experiment_name, logger_cfg.get("artifact_location")
@@ -62,7 +62,7 @@ class MlflowSweep(PrepareTrackingStore):
         experiment_id = self.prepare(config)
         if experiment_id is None:
             return
-        from mgelab.tracking.mlflow_logger import TrackingStore
+        from mgelab.tracking.store import TrackingStore
 
         self.tracking_uri = str(config.logger.tracking_uri)
         store = TrackingStore(self.tracking_uri)
@@ -80,7 +80,8 @@ class MlflowSweep(PrepareTrackingStore):
     def on_job_end(self, config: DictConfig, job_return: Any = None, **kwargs: Any) -> None:
         if self.parent_run_id is None or job_return is None:
             return
-        from mgelab.tracking.mlflow_logger import TrackingStore, error_text
+        from mgelab.tracking.records import error_text
+        from mgelab.tracking.store import TrackingStore
         from mgelab.tracking.sweep import JOB_TAG_PREFIX, outcome_of
         from mgelab.tracking.sweep_job import PARENT_ENV
 
@@ -104,7 +105,7 @@ class MlflowSweep(PrepareTrackingStore):
         if self.parent_run_id is None or self._ended:
             return
         self._ended = True
-        from mgelab.tracking.mlflow_logger import TrackingStore
+        from mgelab.tracking.store import TrackingStore
         from mgelab.tracking.sweep import summarize
 
         store = TrackingStore(self.tracking_uri)

@@ -1,60 +1,49 @@
-"""Export a trained model (a checkpoint, or a tracked run's best checkpoint) to a checked ``.mge``.
+"""Export a trained model (a local checkpoint) to a checked ``.mge``.
 
-The source is loaded with ``mgelab.serving.loading``; the graph takes the training data's raw
-samples (uint8 pixels for images) and applies its normalisation itself unless
-``raw_input=False``. When the source is a tracked run, the ``.mge`` and its ``.json`` are logged as
-artifacts of that run under ``export/``.
+The checkpoint is loaded with ``mgelab.serving.loading``; the graph takes the training data's raw
+samples (uint8 pixels for images) and applies its normalisation itself unless ``raw_input=False``.
+A tracked run's checkpoint reaches here as a local path: ``mgelab.run.artifacts`` fetches it and
+logs the export back to the run.
 """
 
 from __future__ import annotations
 
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, Optional
 
 from mgelab.deploy.export import ExportOptions, ExportResult, export_model
 from mgelab.deploy.graph import Normalization
-from mgelab.serving.loading import TrainedModel, load_from_run, load_trained
-
-ARTIFACT_DIR = "export"
+from mgelab.serving.loading import TrainedModel, load_trained
 
 
 @dataclass(frozen=True)
 class ExportSource:
-    """Exactly one of a checkpoint path or a tracked run id (with its store)."""
+    """A local checkpoint to export (a checkpoint directory, its manifest, or a run's ``checkpoints/``
+    folder, whose best is taken), and how the export names it. A checkpoint fetched from elsewhere
+    (a tracked run, into a temporary folder) names where it came from rather than its local path:
+    ``origin`` goes into the description, ``label`` into the default file name."""
 
-    checkpoint: Optional[str] = None
-    run_id: Optional[str] = None
-    tracking_uri: Optional[str] = None
+    checkpoint: str
+    origin: Optional[Dict[str, Any]] = None
+    label: Optional[str] = None
 
     def __post_init__(self) -> None:
-        if (self.checkpoint is None) == (self.run_id is None):
-            raise ValueError(
-                "give exactly one source: checkpoint=<checkpoint directory> or run_id=<MLflow run id>, "
-                f"got checkpoint={self.checkpoint!r}, run_id={self.run_id!r}"
-            )
-        if self.run_id is not None and not self.tracking_uri:
-            raise ValueError(f"run_id={self.run_id} needs tracking_uri= (the store the run is in)")
+        if not self.checkpoint:
+            raise ValueError("give the checkpoint to export: checkpoint=<checkpoint directory>")
 
     def describe(self) -> Dict[str, Any]:
-        if self.run_id is not None:
-            return {"run_id": self.run_id, "tracking_uri": self.tracking_uri}
+        if self.origin is not None:
+            return dict(self.origin)
         return {"checkpoint": str(Path(self.checkpoint).resolve())}
 
     def load(self) -> TrainedModel:
-        if self.run_id is not None:
-            # The downloaded checkpoint is only needed until the model is built.
-            with tempfile.TemporaryDirectory(prefix="mgelab-export-") as tmp:
-                return load_from_run(self.run_id, self.tracking_uri, tmp)
         return load_trained(self.checkpoint)
 
     def default_name(self, trained: TrainedModel) -> str:
+        """``<model>_<label>``; without a label, ``<model>_<checkpoint directory name>``."""
         model = str(trained.model_config.get("name", type(trained.model).__name__.lower()))
-        if self.run_id is not None:
-            return f"{model}_{self.run_id[:8]}"
-        checkpoint = Path(trained.checkpoint or self.checkpoint)
-        return f"{model}_{checkpoint.name}"
+        return f"{model}_{self.label or Path(trained.checkpoint or self.checkpoint).name}"
 
 
 def export_trained(
@@ -85,12 +74,3 @@ def export_trained(
         options=options or ExportOptions(),
         extra_meta=extra,
     )
-
-
-def log_to_run(result: ExportResult, run_id: str, tracking_uri: str) -> None:
-    """The graph and its description as artifacts ``export/`` of the source run."""
-    from mgelab.tracking.mlflow_logger import TrackingStore  # mlflow only when a run is involved
-
-    store = TrackingStore(tracking_uri)
-    for file in (result.path, result.meta_path):
-        store.log_artifact(run_id, file, ARTIFACT_DIR)

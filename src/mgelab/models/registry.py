@@ -29,9 +29,6 @@ class ModelSpec:
 
 
 _REGISTRY: Dict[str, ModelSpec] = {}
-# Names that earlier versions registered for a model now registered under another name: checkpoints
-# and tracked runs store model.name, and the module (its parameter names) is the same, so they load.
-ALIASES: Dict[str, str] = {"linear_regression": "linear"}
 
 
 def register_model(
@@ -58,11 +55,9 @@ def list_models() -> List[str]:
 
 
 def model_spec(name: str) -> ModelSpec:
-    """The spec registered as ``name`` (or as the model an alias names)."""
-    spec = _REGISTRY.get(ALIASES.get(name, name))
-    if spec is None:
+    if name not in _REGISTRY:
         raise KeyError(f"model.name={name!r} is not registered; choose one of {list_models()}")
-    return spec
+    return _REGISTRY[name]
 
 
 def _problem(spec: ModelSpec, shape: Tuple[int, ...], task: str) -> Optional[str]:
@@ -102,5 +97,5 @@ def create_model(
             f"models that fit this data: {models_for(shape, task)}"
         )
     model = spec.build(input_shape=shape, num_outputs=int(num_outputs), **kwargs)
-    model.registry_name = spec.name
+    model.registry_name = name
     return model

@@ -1,4 +1,4 @@
-"""Using a trained model: load it from a checkpoint or a tracked run, feed it raw samples, predict.
+"""Using a trained model: load it from a local checkpoint, feed it raw samples, predict.
 
 The names below are imported on first use, so that ``mgelab.serving.pyfunc`` can be imported
 without importing MegEngine (see ``engine_thread``).
@@ -6,7 +6,7 @@ without importing MegEngine (see ``engine_thread``).
 
 from typing import Any
 
-__all__ = ["TrainedModel", "load_from_run", "load_trained"]
+__all__ = ["TrainedModel", "load_trained"]
 
 
 def __getattr__(name: str) -> Any:

@@ -4,13 +4,12 @@ weights loaded, and the input normalisation of its training data, so raw samples
 A checkpoint written by the trainer carries, in its manifest's meta, ``data`` (the data module's
 ``inference_meta()``: raw layout, task, class names and the affine map of normalisation) and, when
 written by ``scripts/train.py``, ``config`` (the resolved run config, whose ``model`` node is the
-registry call). Nothing here imports MLflow: ``load_from_run`` reaches it lazily.
+registry call). Checkpoints are local paths: a tracked run's is fetched by ``mgelab.run.artifacts``.
 """
 
 from __future__ import annotations
 
-import tempfile
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Tuple
 
@@ -23,8 +22,8 @@ from mgelab.models import create_model
 
 # Keys of a model config node that are not arguments of the model's builder.
 _NOT_MODEL_KWARGS = ("_target_", "name", "input_shape", "num_outputs", "task")
-# The run artifact folder experiment.py logs the best checkpoint under.
-BEST_ARTIFACT = "checkpoints/best"
+# What each model source of the scripts takes, for error messages.
+_SOURCE_HINTS = {"run_id": "<MLflow run id>", "checkpoint": "<checkpoint directory>", "pretrained": "<weights name>"}
 
 
 @dataclass
@@ -92,6 +91,16 @@ def resolve_checkpoint(path: Path | str) -> Path:
     return path
 
 
+def one_source(**sources: Optional[object]) -> str:
+    """The name of the only source given a value (e.g. ``checkpoint``); a ValueError naming the choices
+    when none or several are."""
+    given = sorted(name for name, value in sources.items() if value)
+    if len(given) != 1:
+        choices = ", ".join(f"{name}={_SOURCE_HINTS.get(name, '...')}" for name in sources)
+        raise ValueError(f"give exactly one model source of {choices}; got {', '.join(given) or 'none'}")
+    return given[0]
+
+
 def model_config_from(meta: Mapping[str, Any], where: str) -> Dict[str, Any]:
     """The ``model`` node of the run config stored in a checkpoint's meta."""
     config = meta.get("config") or {}
@@ -156,18 +165,3 @@ def load_trained(checkpoint_dir: Path | str, model_config: Optional[Mapping[str,
         checkpoint=checkpoint.path,
         run_config=dict(checkpoint.meta.get("config") or {}),
     )
-
-
-def load_from_run(run_id: str, tracking_uri: str, dst_dir: Optional[Path | str] = None) -> TrainedModel:
-    """Download a tracked run's best checkpoint (artifacts ``checkpoints/best``) and load it.
-
-    ``dst_dir``: where the files go and stay. Without it they go to a temporary directory that is
-    deleted once the weights are in memory (the returned model then names no checkpoint path).
-    """
-    from mgelab.tracking.mlflow_logger import download_run_artifacts  # mlflow only when asked for
-
-    if dst_dir is not None:
-        return load_trained(download_run_artifacts(tracking_uri, run_id, BEST_ARTIFACT, Path(dst_dir)))
-    with tempfile.TemporaryDirectory(prefix=f"mgelab-{run_id[:8]}-") as tmp:
-        trained = load_trained(download_run_artifacts(tracking_uri, run_id, BEST_ARTIFACT, Path(tmp)))
-    return replace(trained, checkpoint=None)

@@ -10,7 +10,7 @@ from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from mgelab.serving.loading import TrainedModel, load_from_run, load_trained
+from mgelab.serving.loading import TrainedModel, load_trained, one_source
 
 
 @dataclass
@@ -29,19 +29,11 @@ class Prediction:
         return None if self.true is None or not self.is_class else self.true == self.label
 
 
-def load_source(run_id: Optional[str], checkpoint: Optional[str], pretrained: Optional[str],
-                tracking_uri: str, download_dir: Optional[Path] = None, **pretrained_options) -> TrainedModel:
-    """The model named by exactly one of ``run_id``, ``checkpoint`` or ``pretrained``."""
-    given = {k: v for k, v in (("run_id", run_id), ("checkpoint", checkpoint), ("pretrained", pretrained)) if v}
-    if len(given) != 1:
-        raise ValueError(
-            f"give exactly one model source: run_id=<MLflow run id>, checkpoint=<path> or pretrained=<name>; "
-            f"got {sorted(given) or 'none'}"
-        )
-    if run_id:
-        return load_from_run(str(run_id), tracking_uri, download_dir)
-    if checkpoint:
-        return load_trained(checkpoint)
+def load_source(checkpoint: Optional[str], pretrained: Optional[str], **pretrained_options) -> TrainedModel:
+    """The model of exactly one local source: a checkpoint path or the name of pretrained weights
+    (a tracked run's checkpoint reaches here as a path: ``mgelab.run.artifacts`` fetches it)."""
+    if one_source(checkpoint=checkpoint, pretrained=pretrained) == "checkpoint":
+        return load_trained(str(checkpoint))
     from mgelab.serving.pretrained import load_pretrained_model
 
     return load_pretrained_model(str(pretrained), **pretrained_options)

@@ -1,5 +1,6 @@
-"""What mgelab's MLflow pyfunc model does, without MLflow: the ``PythonModel`` subclass in
-``tracking/mlflow_logger.py`` only forwards ``load_context`` and ``predict`` here.
+"""What mgelab's MLflow pyfunc model does, without MLflow: the loader module of
+``mgelab.tracking.model_logging``'s pyfunc (``load``, ``predict``), and ``model_package``, the plain
+values a run logger logs such a model from.
 
 Input: raw samples in the training data's layout and units, a batch ``(N, *input_shape)`` — uint8
 ``(N, C, H, W)`` images (0..255, RGB or grey as trained) or float32 ``(N, D)`` features. Rows may
@@ -102,3 +103,20 @@ def example_io(checkpoint_dir: Path | str, raw_samples: np.ndarray) -> Tuple[np.
     trained = _load_trained(str(checkpoint_dir), None)
     raw = np.ascontiguousarray(np.asarray(raw_samples)[:EXAMPLE_SAMPLES])
     return raw, predict_trained(trained, raw)
+
+
+def model_package(checkpoint_dir: Path | str, raw_samples: np.ndarray) -> Dict[str, Any]:
+    """Everything a pyfunc model of a checkpoint is logged from, as plain values: ``loader`` (this
+    module), ``artifacts``, ``model_config``, ``code_paths``, ``input_example``, ``output_example``,
+    ``pip_requirements`` (``raw_samples``: a few raw samples of the training data; the first
+    ``EXAMPLE_SAMPLES`` become the example)."""
+    example, outputs = example_io(checkpoint_dir, raw_samples)
+    return {
+        "loader": __name__,
+        "artifacts": {CHECKPOINT_ARTIFACT: str(checkpoint_dir)},
+        "model_config": model_config_of(checkpoint_dir),
+        "code_paths": [str(package_dir())],
+        "input_example": example,
+        "output_example": outputs,
+        "pip_requirements": pip_requirements(),
+    }

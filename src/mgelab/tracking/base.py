@@ -1,12 +1,23 @@
 """The logger interface the trainer and the run talk to, and a logger that records nothing.
 
 The trainer depends on this protocol only, never on MLflow.
+
+What a logger can do is declared on its class, so the Hydra side can ask before building one
+(``hydra.utils.get_class(cfg.logger._target_).resumes_runs``) rather than guess from config keys:
+
+- ``resumes_runs``: its constructor takes ``run_id=`` and continues that run (a resumed training
+  logs into the run its checkpoint names);
+- ``has_store``: it writes to a store that can be queried afterwards, addressed by its
+  ``tracking_uri`` constructor argument (sweeps, summaries and reports read runs back from it).
+
+``logs_models`` is per instance (a setting): whether ``log_model`` keeps a model. A caller checks it
+before computing the model package, which means loading the checkpoint and running it.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Mapping, Optional
+from typing import Any, ClassVar, Mapping, Optional
 
 try:
     from typing import Protocol
@@ -15,6 +26,10 @@ except ImportError:  # Python 3.7
 
 
 class RunLogger(Protocol):
+    resumes_runs: ClassVar[bool]
+    has_store: ClassVar[bool]
+    logs_models: bool
+
     def log_params(self, params: Mapping[str, Any]) -> None: ...
 
     def log_metrics(self, metrics: Mapping[str, float], step: int) -> None: ...
@@ -23,9 +38,11 @@ class RunLogger(Protocol):
 
     def set_tags(self, tags: Mapping[str, Any]) -> None: ...
 
-    def log_model(self, checkpoint_dir: Path | str, input_example: Any) -> Optional[str]:
-        """Log a checkpoint as a servable model (``input_example``: a few raw samples); its URI,
-        or None when this logger does not store models or is not asked to."""
+    def log_model(self, **package: Any) -> Optional[str]:
+        """Log a servable model; its URI, or None when this logger does not keep models. ``package``:
+        the model's files, config, code and examples as plain values (for MLflow, the keyword
+        arguments of ``mgelab.tracking.model_logging.log_pyfunc_model`` after the run;
+        ``mgelab.serving.pyfunc.model_package`` computes them for a checkpoint)."""
         ...
 
     def flush(self) -> None:
@@ -38,6 +55,10 @@ class RunLogger(Protocol):
 class LoggerContext:
     """``with logger:`` closes the run FINISHED, or FAILED/KILLED when the block raises."""
 
+    resumes_runs: ClassVar[bool] = False
+    has_store: ClassVar[bool] = False
+    logs_models: bool = False
+
     def __enter__(self):
         return self
 
@@ -49,7 +70,7 @@ class LoggerContext:
         else:
             self.close("FAILED")
 
-    def log_model(self, checkpoint_dir: Path | str, input_example: Any) -> Optional[str]:
+    def log_model(self, **package: Any) -> Optional[str]:
         """Loggers that cannot store models keep nothing."""
         return None
 
@@ -63,6 +84,8 @@ class LoggerContext:
 class NullLogger(LoggerContext):
     """``logger=none``: the run is trained and evaluated but nothing is tracked."""
 
+    resumes_runs: ClassVar[bool] = False
+    has_store: ClassVar[bool] = False
     run_id: Optional[str] = None
 
     def log_params(self, params: Mapping[str, Any]) -> None:
@@ -76,9 +99,6 @@ class NullLogger(LoggerContext):
 
     def set_tags(self, tags: Mapping[str, Any]) -> None:
         pass
-
-    def log_model(self, checkpoint_dir: Path | str, input_example: Any) -> Optional[str]:
-        return None
 
     def close(self, status: str = "FINISHED") -> None:
         pass

@@ -1,5 +1,5 @@
-"""Plain values and pure helpers of the MLflow module, kept apart so that module holds only what
-needs mlflow: runs read back as ``RunRecord``, error tags, batching of log calls."""
+"""Plain values and pure helpers of the tracking modules, kept apart so those hold only what needs
+mlflow: runs read back as ``RunRecord``, error tags, SQLite store paths, batching of log calls."""
 
 from __future__ import annotations
 

@@ -1,0 +1,129 @@
+"""The tracking store: created once (``prepare_store``), then read and written by run id (``TrackingStore``).
+
+Calls name their run explicitly rather than using the fluent ``mlflow.start_run`` stack, so several
+runs in one process (a Hydra multirun with the basic launcher, a sweep's parent run beside its jobs)
+never see each other's active run. Everything read back leaves as plain ``RunRecord`` values, so
+callers never touch MLflow types.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
+from urllib.parse import urlparse
+
+from mlflow.entities import Metric, Param, RunTag, ViewType
+from mlflow.exceptions import MlflowException
+
+from mgelab.tracking.client import RetryingClient
+from mgelab.tracking.metric_buffer import MetricRow
+from mgelab.tracking.params import fit_param
+from mgelab.tracking.records import RunRecord, chunks, sqlite_path, str_dict, to_record
+
+# MLflow 3's UI shows an experiment of this kind as a table of training runs (not its GenAI view).
+EXPERIMENT_KIND_TAG = ("mlflow.experimentKind", "custom_model_development")
+# Per-request limits of MLflow's log_batch.
+MAX_PARAMS_PER_BATCH = 100
+MAX_METRICS_PER_BATCH = 1000
+
+
+def prepare_store(tracking_uri: str, experiment_name: str, artifact_location: Optional[str] = None) -> str:
+    """Create the store (schema migrations) and the experiment; return the experiment id. Called once
+    before multirun jobs start (concurrent first-time creation of an SQLite store or of one experiment
+    races); safe to call again: it finds what exists."""
+    db_file = sqlite_path(tracking_uri)
+    if db_file is not None:
+        db_file.parent.mkdir(parents=True, exist_ok=True)
+    client = RetryingClient(tracking_uri)
+    existing = client.get_experiment_by_name(experiment_name)
+    if existing is not None:
+        return existing.experiment_id
+    location = None
+    if artifact_location and urlparse(tracking_uri).scheme in ("sqlite", "file", ""):
+        location = Path(artifact_location, experiment_name).resolve().as_uri()
+    try:
+        return client.create_experiment(
+            experiment_name, artifact_location=location, tags=dict([EXPERIMENT_KIND_TAG])
+        )
+    except MlflowException:
+        # Another process created it between our look-up and our insert.
+        found = client.get_experiment_by_name(experiment_name)
+        if found is None:
+            raise
+        return found.experiment_id
+
+
+class TrackingStore:
+    """Runs of one store addressed by id: a run logger's writes, a sweep's parent run, queries for reports."""
+
+    def __init__(self, tracking_uri: str) -> None:
+        self.tracking_uri = tracking_uri
+        self.client = RetryingClient(tracking_uri)
+
+    def create_run(self, experiment_id: str, run_name: Optional[str], tags: Mapping[str, Any]) -> str:
+        return self.client.create_run(experiment_id, run_name=run_name, tags=str_dict(tags)).info.run_id
+
+    def log_params(self, run_id: str, params: Mapping[str, Any]) -> None:
+        entries = [Param(*fit_param(k, v)) for k, v in params.items()]
+        for chunk in chunks(entries, MAX_PARAMS_PER_BATCH):
+            self.client.log_batch(run_id, params=chunk)
+
+    def log_metrics(self, run_id: str, metrics: Mapping[str, float], step: int) -> None:
+        now = int(time.time() * 1000)
+        self.log_metric_rows(run_id, [(k, v, now, step) for k, v in metrics.items()])
+
+    def log_metric_rows(self, run_id: str, rows: Sequence[MetricRow]) -> None:
+        entries = [Metric(k, float(v), int(stamp), int(step)) for k, v, stamp, step in rows]
+        for chunk in chunks(entries, MAX_METRICS_PER_BATCH):
+            self.client.log_batch(run_id, metrics=chunk)
+
+    def set_tags(self, run_id: str, tags: Mapping[str, Any]) -> None:
+        entries = [RunTag(k, v) for k, v in str_dict(tags).items()]
+        for chunk in chunks(entries, MAX_PARAMS_PER_BATCH):
+            self.client.log_batch(run_id, tags=chunk)
+
+    def log_artifact(self, run_id: str, path: Path | str, artifact_path: Optional[str] = None) -> None:
+        self.client.log_artifact(run_id, str(path), artifact_path)
+
+    def terminate(self, run_id: str, status: str) -> None:
+        self.client.set_terminated(run_id, status)
+
+    def reopen(self, run_id: str) -> None:
+        self.client.update_run(run_id, status="RUNNING")
+
+    def last_steps(self, run_id: str) -> Dict[str, int]:
+        """The highest step logged so far for each metric of a run."""
+        keys = self.client.get_run(run_id).data.metrics
+        return {key: max(m.step for m in self.client.get_metric_history(run_id, key)) for key in keys}
+
+    def experiment_id(self, name: str) -> Optional[str]:
+        found = self.client.get_experiment_by_name(name)
+        return None if found is None else found.experiment_id
+
+    def experiment_ids(self) -> List[str]:
+        return [e.experiment_id for e in self.client.search_experiments(view_type=ViewType.ACTIVE_ONLY)]
+
+    def get_run(self, run_id: str) -> RunRecord:
+        return to_record(self.client.get_run(run_id))
+
+    def search(
+        self, experiment_ids: Sequence[str], filter_string: str = "", order_by: Optional[List[str]] = None,
+        max_results: Optional[int] = None,
+    ) -> List[RunRecord]:
+        """Active runs matching an MLflow filter (e.g. ``tags.model = 'mlp'``), page by page."""
+        records: List[RunRecord] = []
+        token = None
+        while max_results is None or len(records) < max_results:
+            page = self.client.search_runs(
+                list(experiment_ids), filter_string, ViewType.ACTIVE_ONLY, 1000, order_by, token
+            )
+            records.extend(to_record(run) for run in page)
+            token = page.token
+            if not token:
+                break
+        return records if max_results is None else records[:max_results]
+
+    def metric_history(self, run_id: str, key: str) -> List[Tuple[int, float]]:
+        """``(step, value)`` of every logged value, in step order."""
+        return sorted((m.step, m.value) for m in self.client.get_metric_history(run_id, key))
