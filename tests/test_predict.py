@@ -138,6 +138,12 @@ def test_a_run_download_leaves_no_temporary_files(tmp_path, tracked_run, monkeyp
     assert list(scratch.iterdir()) == []
 
 
+def test_exactly_one_model_source_is_taken(tmp_path, checkpoint):
+    for sources in ([], [f"checkpoint={checkpoint}", "run_id=0123456789abcdef"]):
+        with pytest.raises(ValueError, match="give exactly one model source of run_id=<MLflow run id>"):
+            load_script().predict(predict_cfg(tmp_path, [*sources, "split=test"]))
+
+
 def test_unknown_run_id_is_named(tmp_path, tracked_run):
     cfg = predict_cfg(tmp_path, ["run_id=0123456789abcdef", f"tracking_uri={tracked_run[0]}", "split=test"])
     with pytest.raises(LookupError, match="run_id=0123456789abcdef is not a run"):

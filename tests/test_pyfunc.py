@@ -3,6 +3,7 @@ eval outputs, the registry gets a version, `mlflow models predict` serves a save
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
 import subprocess
@@ -21,6 +22,7 @@ from mgelab.run.experiment import run_experiment
 from mgelab.serving import load_trained
 from mgelab.serving import pyfunc as serving_pyfunc
 from mgelab.tracking.mlflow_logger import MLflowLogger
+from mgelab.tracking.model_logging import log_pyfunc_model
 from mgelab.train import OptimizerFactory, Trainer, seed_everything
 from mgelab.train.steps import predict
 
@@ -113,6 +115,14 @@ def test_log_model_false_logs_nothing(logged):
     with MLflowLogger(logged["uri"], "pyfunc_test") as logger:
         assert not logger.logs_models and logger.log_model(**package) is None
     assert "pyfunc_model_uri" not in MlflowClient(logged["uri"]).get_run(logger.run_id).data.tags
+
+
+def test_the_model_package_is_what_log_pyfunc_model_takes(logged):
+    package = serving_pyfunc.model_package(logged["root"] / "ck", logged["raw"][:5])
+    keyword_only = [p.name for p in inspect.signature(log_pyfunc_model).parameters.values() if p.kind == p.KEYWORD_ONLY]
+    assert sorted(package) == sorted(set(keyword_only) - {"register_as", "name"})
+    assert package["loader"] == "mgelab.serving.pyfunc" and len(package["input_example"]) == 2
+    assert package["model_config"] == {"model": CNN}
 
 
 def test_rows_may_come_flattened_or_one_at_a_time(logged):
