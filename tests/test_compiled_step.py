@@ -19,10 +19,10 @@ STEPS = 6
 # inside the graph), residual blocks, and a regression head.
 CASES = [
     ("linear", {}, (1, 8, 8), "classification"),
-    ("mlp", {"hidden_sizes": [32]}, (1, 8, 8), "classification"),
+    ("mlp", {"hidden_sizes": [32], "dropout": 0.0}, (1, 8, 8), "classification"),
     ("cnn", {"channels": [4, 8], "hidden_size": 16, "batch_norm": True}, (1, 8, 8), "classification"),
     ("resnet", {"depth": 20}, (3, 8, 8), "classification"),
-    ("linear_regression", {}, (5,), "regression"),
+    ("linear", {}, (5,), "regression"),
 ]
 
 
@@ -51,7 +51,7 @@ def run(name, kwargs, shape, task, compiled):
     return losses, {k: np.asarray(v) for k, v in model.state_dict().items()}
 
 
-@pytest.mark.parametrize("name,kwargs,shape,task", CASES, ids=[c[0] for c in CASES])
+@pytest.mark.parametrize("name,kwargs,shape,task", CASES, ids=[f"{c[0]}-{c[3]}" for c in CASES])
 def test_compiled_step_matches_eager(name, kwargs, shape, task):
     eager_losses, eager_state = run(name, kwargs, shape, task, compiled=False)
     compiled_losses, compiled_state = run(name, kwargs, shape, task, compiled=True)

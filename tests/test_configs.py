@@ -132,7 +132,7 @@ def full_message(error: BaseException) -> str:
         ("trainer.max_epochs=0", "trainer.max_epochs", ">= 1"),
         ("trainer.max_epochs=ten", "trainer.max_epochs", "int"),
         ("trainer.device=tpu", "trainer.device", "cpu, gpu, auto"),
-        ("data.batch_size=0", "data.batch_size", "> 0"),
+        ("data.batch_size=0", "data.batch_size", "positive"),
         ("data.val_size=1.5", "data.val_size", "fraction"),
         ("model.activation=swish", "model.activation", "relu"),
         ("model.name=transformer", "model.name", "mlp"),

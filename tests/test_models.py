@@ -57,7 +57,7 @@ CONV_MODELS = [name for name in MODELS if any(isinstance(m, Conv2d) for m in bui
 
 
 def test_registry_lists_the_models():
-    assert {"linear", "linear_regression", "mlp", "cnn", "lenet", "resnet"} <= set(MODELS)
+    assert {"linear", "mlp", "cnn", "lenet", "resnet"} <= set(MODELS)
     assert "resnet" in BN_MODELS and {"mlp", "cnn"} <= set(DROPOUT_MODELS)
 
 
@@ -140,8 +140,6 @@ def test_every_init_scheme_keeps_batchnorm_at_identity(name, scheme):
     "name, shape, task, reason",
     [
         ("lenet", (1, 28, 28), "classification", "32 x 32"),  # MNIST without resize
-        ("linear_regression", (1, 28, 28), "classification", "task"),
-        ("linear_regression", (8,), "classification", "task"),
         ("cnn", (784,), "classification", "rank"),
         ("cnn", (1, 8, 8), "regression", "regression"),
         ("resnet", (3072,), "classification", "rank"),
@@ -157,7 +155,7 @@ def test_mismatch_names_model_and_data_shape(name, shape, task, reason):
 
 
 def test_models_for_filters_by_task_and_shape():
-    assert models_for((8,), "regression") == ["linear_regression", "mlp"]
+    assert models_for((8,), "regression") == ["linear", "mlp"]
     assert "cnn" not in models_for((8,), "regression")
     assert "lenet" not in models_for((1, 28, 28)) and "resnet" in models_for((1, 28, 28))
     assert {"lenet", "resnet", "cnn"} <= set(models_for((3, 32, 32)))
@@ -233,8 +231,16 @@ def test_zero_init_linear_starts_at_uniform_prediction():
 
 
 def test_zero_init_linear_regression_predicts_zero_from_features():
-    model = create_model("linear_regression", input_shape=(8,), num_outputs=1, task="regression")
+    model = create_model("linear", input_shape=(8,), num_outputs=1, task="regression")
     assert model(mge.tensor(np.ones((3, 8), "float32"))).numpy().tolist() == [[0.0]] * 3
+
+
+def test_the_old_linear_regression_name_builds_linear():
+    """Checkpoints and tracked runs from before the merge name ``linear_regression``."""
+    old = create_model("linear_regression", input_shape=(8,), num_outputs=1, task="regression")
+    new = create_model("linear", input_shape=(8,), num_outputs=1, task="regression")
+    assert old.registry_name == "linear" and "linear_regression" not in MODELS
+    assert old.state_dict().keys() == new.state_dict().keys()
 
 
 def outputs_and_grads(model: M.Module, x: mge.Tensor, name: str):

@@ -1,80 +1,103 @@
-"""Typed schemas for the config groups whose keys are fixed (trainer, optim), registered in
-Hydra's ConfigStore; group files list them first in their defaults, so a wrong type or an
-unknown choice fails while composing, naming the key and the allowed values. Ranges, and the
-groups whose keys differ per option (data, model), are checked by ``validate.py`` right after."""
+"""Typed schemas for the config groups whose keys are fixed (trainer, optim, optim/schedule),
+derived from the constructors they configure and registered in Hydra's ConfigStore.
+
+Each field's type and default is the constructor parameter's annotation and default, so a
+setting is written once, in the code; the group files list ``schema`` first in their defaults
+and then write only what an option changes. A wrong type or an unknown choice (a ``Literal``
+or a value tuple, turned into an Enum) fails while composing, naming the key and the allowed
+values. Ranges are the constructors' own checks, which ``validate.py`` runs right after.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import dataclasses
+import inspect
+import typing
 from enum import Enum
-from typing import Any, List, Optional
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from hydra.core.config_store import ConfigStore
 
+from mgelab.train.device import DEVICES
+from mgelab.train.optim import OptimizerFactory
+from mgelab.train.schedule import LRSchedule
+from mgelab.train.trainer import Trainer
 
-class OptimName(str, Enum):
-    sgd = "sgd"
-    adam = "adam"
-    adamw = "adamw"
-
-
-class ScheduleKind(str, Enum):
-    none = "none"
-    step = "step"
-    cosine = "cosine"
+# Plain types OmegaConf can check; anything else (unions, callables) becomes Any.
+PLAIN = (bool, int, float, str)
 
 
-class Device(str, Enum):
-    cpu = "cpu"
-    gpu = "gpu"
-    auto = "auto"
+def choice_enum(name: str, values: Sequence[str]) -> type:
+    """A str Enum of ``values`` (in their order, which is how Hydra lists them)."""
+    return Enum(name.title().replace("_", ""), [(v, v) for v in values], type=str, module=__name__)
 
 
-@dataclass
-class ScheduleSchema:
-    _target_: str = "mgelab.train.schedule.LRSchedule"
-    kind: ScheduleKind = ScheduleKind.cosine
-    warmup_epochs: float = 0.0
-    step_size: int = 10
-    gamma: float = 0.1
-    min_factor: float = 0.0
+def field_type(hint: Any, enums: Dict[Tuple[str, ...], type], name: str) -> Any:
+    """The OmegaConf-checkable type of one annotation."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if hint in PLAIN or (dataclasses.is_dataclass(hint) and isinstance(hint, type)):
+        return hint
+    if origin is typing.Literal:
+        return enums.setdefault(tuple(args), choice_enum(name, args))
+    if origin is typing.Union and type(None) in args:
+        rest = [a for a in args if a is not type(None)]
+        return Optional[field_type(rest[0], enums, name)] if len(rest) == 1 else Any
+    if origin in (list, tuple, Sequence, typing.get_origin(Sequence[int])) and args:
+        item = args[0]
+        return List[item] if item in PLAIN else List[Any]
+    return Any
 
 
-@dataclass
-class OptimSchema:
-    _target_: str = "mgelab.train.optim.OptimizerFactory"
-    name: OptimName = OptimName.sgd
-    lr: float = 0.05
-    momentum: float = 0.9
-    nesterov: bool = False
-    weight_decay: float = 0.0
-    betas: List[float] = field(default_factory=lambda: [0.9, 0.999])
-    eps: float = 1e-8
-    schedule: ScheduleSchema = field(default_factory=ScheduleSchema)
+def field_default(default: Any, ftype: Any) -> dataclasses.Field:
+    if isinstance(ftype, type) and issubclass(ftype, Enum) and default is not None:
+        return dataclasses.field(default=ftype(default))
+    if isinstance(default, (list, tuple)):
+        return dataclasses.field(default_factory=lambda: list(default))
+    if dataclasses.is_dataclass(default) or isinstance(default, dict):
+        return dataclasses.field(default_factory=lambda: default)
+    return dataclasses.field(default=default)
 
 
-@dataclass
-class TrainerSchema:
-    _target_: str = "mgelab.train.Trainer"
-    max_epochs: int = 10
-    # An int (batches) or a float (fraction): OmegaConf has no unions, so Any; validate.py checks it.
-    limit_train_batches: Any = None
-    limit_eval_batches: Optional[int] = None
-    log_every_n_steps: int = 50
-    checkpoint_dir: str = "checkpoints"
-    checkpoint_every_n_steps: Optional[int] = None
-    keep_last: int = 1
-    keep_best: int = 1
-    resume: Optional[str] = None
-    monitor: str = "auto"
-    monitor_mode: str = "auto"
-    progress_bar: bool = True
-    device: Device = Device.cpu
-    cpu_threads: int = 1
-    seed: int = 0
-    # auto | true | false; a str, not an Enum: YAML reads true/false as booleans (str() of
-    # them is "True"/"False", which the trainer accepts case-blind).
-    compile: str = "false"
+def parameters(target: Callable) -> List[Tuple[str, Any, Any]]:
+    """(name, annotation, default) of every keyword parameter with a default."""
+    if dataclasses.is_dataclass(target):
+        hints = typing.get_type_hints(target)
+        return [(f.name, hints[f.name], f.default if f.default_factory is dataclasses.MISSING
+                 else f.default_factory()) for f in dataclasses.fields(target) if f.init]
+    init = target.__init__ if isinstance(target, type) else target
+    hints = typing.get_type_hints(init)
+    return [(p.name, hints.get(p.name, Any), p.default) for p in inspect.signature(init).parameters.values()
+            if p.default is not inspect.Parameter.empty]
+
+
+def schema_of(target: Callable, target_path: str, *, choices: Mapping[str, Sequence[str]] = (),
+              nested: Mapping[str, type] = ()) -> type:
+    """A dataclass with ``_target_`` and one field per defaulted parameter of ``target``.
+
+    ``choices`` names parameters annotated ``str`` whose values come from a tuple (they become
+    Enums); ``nested`` gives the schema of a parameter that is itself a configured object.
+    """
+    choices, nested = dict(choices), dict(nested)
+    enums: Dict[Tuple[str, ...], type] = {}
+    fields: List[Tuple[str, Any, dataclasses.Field]] = [
+        ("_target_", str, dataclasses.field(default=target_path))
+    ]
+    for name, hint, default in parameters(target):
+        if name in nested:
+            schema = nested[name]
+            fields.append((name, schema, dataclasses.field(default_factory=schema)))
+            continue
+        ftype = field_type(typing.Literal[tuple(choices[name])] if name in choices else hint, enums, name)
+        fields.append((name, ftype, field_default(default, ftype)))
+    schema = dataclasses.make_dataclass(f"{target.__name__}Schema", fields)
+    schema.__module__ = __name__
+    return schema
+
+
+ScheduleSchema = schema_of(LRSchedule, "mgelab.train.schedule.LRSchedule")
+OptimSchema = schema_of(OptimizerFactory, "mgelab.train.optim.OptimizerFactory",
+                        nested={"schedule": ScheduleSchema})
+TrainerSchema = schema_of(Trainer, "mgelab.train.Trainer", choices={"device": DEVICES})
 
 
 def register_schemas() -> None:

@@ -13,19 +13,26 @@ from mgelab.models.layers import make_activation
 from mgelab.models.registry import register_model
 
 
+def check_dropout(dropout: float) -> None:
+    """A dropout probability: 1 would drop every unit."""
+    if not 0.0 <= dropout < 1.0:
+        raise ValueError(f"model.dropout={dropout:g} must be in [0, 1)")
+
+
 class MLP(M.Module):
+    """The defaults are the default run's (conf/model/mlp.yaml states them, a test keeps them equal)."""
+
     def __init__(
         self,
         input_shape: Sequence[int],
         num_outputs: int,
-        hidden_sizes: Sequence[int] = (256,),
+        hidden_sizes: Sequence[int] = (512,),
         activation: str = "relu",
-        dropout: float = 0.0,
+        dropout: float = 0.2,
         init: str = "default",
     ) -> None:
         super().__init__()
-        if not 0.0 <= dropout < 1.0:
-            raise ValueError(f"model.dropout={dropout} must be in [0, 1)")
+        check_dropout(dropout)
         layers = []
         width = int(np.prod(input_shape))
         for hidden in hidden_sizes:

@@ -29,6 +29,9 @@ class ModelSpec:
 
 
 _REGISTRY: Dict[str, ModelSpec] = {}
+# Names that earlier versions registered for a model now registered under another name: checkpoints
+# and tracked runs store model.name, and the module (its parameter names) is the same, so they load.
+ALIASES: Dict[str, str] = {"linear_regression": "linear"}
 
 
 def register_model(
@@ -55,9 +58,11 @@ def list_models() -> List[str]:
 
 
 def model_spec(name: str) -> ModelSpec:
-    if name not in _REGISTRY:
+    """The spec registered as ``name`` (or as the model an alias names)."""
+    spec = _REGISTRY.get(ALIASES.get(name, name))
+    if spec is None:
         raise KeyError(f"model.name={name!r} is not registered; choose one of {list_models()}")
-    return _REGISTRY[name]
+    return spec
 
 
 def _problem(spec: ModelSpec, shape: Tuple[int, ...], task: str) -> Optional[str]:
@@ -97,5 +102,5 @@ def create_model(
             f"models that fit this data: {models_for(shape, task)}"
         )
     model = spec.build(input_shape=shape, num_outputs=int(num_outputs), **kwargs)
-    model.registry_name = name
+    model.registry_name = spec.name
     return model

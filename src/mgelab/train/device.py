@@ -9,9 +9,12 @@ default when they were created.
 
 from __future__ import annotations
 
+from typing import Literal
+
 import megengine as mge
 
 DEVICES = ("cpu", "gpu", "auto")
+DeviceName = Literal[DEVICES]
 
 
 def cpu_node(threads: int) -> str:
@@ -22,7 +25,7 @@ def cpu_node(threads: int) -> str:
     return "cpu0" if int(threads) == 1 else f"multithread{int(threads)}:0"
 
 
-def select_device(device: str, cpu_threads: int = 1) -> str:
+def select_device(device: DeviceName, cpu_threads: int = 1) -> str:
     if device not in DEVICES:
         raise ValueError(f"trainer.device={device!r} is unknown; choose one of {DEVICES}")
     if device == "cpu":

@@ -7,19 +7,23 @@ exist once the model is built, and the schedule travels with the optimizer setti
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Iterable, Sequence
+from typing import Iterable, List, Literal, Sequence
 
 import megengine.optimizer as mopt
 
 from mgelab.train.schedule import LRSchedule
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
+OptimName = Literal[OPTIMIZERS]
 
 
 @dataclass
 class OptimizerFactory:
-    name: str = "sgd"
-    lr: float = 0.1
+    """The defaults are the default run's (SGD with momentum, cosine decay); the typed config
+    schema (``mgelab.config.schema``) is derived from these fields."""
+
+    name: OptimName = "sgd"
+    lr: float = 0.05
     momentum: float = 0.9
     nesterov: bool = False
     weight_decay: float = 0.0
@@ -28,14 +32,11 @@ class OptimizerFactory:
     schedule: LRSchedule = field(default_factory=LRSchedule)
 
     def __post_init__(self) -> None:
-        if self.name not in OPTIMIZERS:
-            raise ValueError(f"optim.name={self.name!r} is unknown; choose one of {OPTIMIZERS}")
-        if not self.lr > 0:
-            raise ValueError(f"optim.lr={self.lr} must be > 0")
-        if self.weight_decay < 0 or not 0 <= self.momentum < 1:
-            raise ValueError(f"optim.weight_decay={self.weight_decay} must be >= 0 and momentum in [0, 1)")
         if isinstance(self.schedule, dict):
             self.schedule = LRSchedule(**self.schedule)
+        problems = optim_problems(self)
+        if problems:
+            raise ValueError("; ".join(problems))
 
     def __call__(self, parameters: Iterable) -> mopt.Optimizer:
         params = list(parameters)
@@ -47,6 +48,22 @@ class OptimizerFactory:
         # Adam applies weight decay as L2 in the gradient; AdamW decouples it (Loshchilov & Hutter).
         cls = mopt.Adam if self.name == "adam" else mopt.AdamW
         return cls(params, lr=self.lr, betas=tuple(self.betas), eps=self.eps, weight_decay=self.weight_decay)
+
+
+def optim_problems(f: OptimizerFactory) -> List[str]:
+    """Each bad setting as ``key=value must be <allowed>``."""
+    problems = []
+    if f.name not in OPTIMIZERS:
+        problems.append(f"optim.name={f.name!r} must be one of {OPTIMIZERS}")
+    if not f.lr > 0:
+        problems.append(f"optim.lr={f.lr:g} must be > 0")
+    if not f.weight_decay >= 0:
+        problems.append(f"optim.weight_decay={f.weight_decay:g} must be >= 0")
+    if not 0 <= f.momentum < 1:
+        problems.append(f"optim.momentum={f.momentum:g} must be in [0, 1)")
+    if not f.eps > 0:
+        problems.append(f"optim.eps={f.eps:g} must be > 0")
+    return problems
 
 
 def set_lr(optimizer: mopt.Optimizer, lr: float) -> None:

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import List, Literal
 
 SCHEDULES = ("none", "step", "cosine")
+ScheduleKind = Literal[SCHEDULES]
 
 
 @dataclass
@@ -13,23 +15,20 @@ class LRSchedule:
     """``factor(progress, total)`` multiplies the base lr.
 
     Progress counts epochs as a float (2.5 = half-way through the third epoch), so the
-    schedule is smooth within an epoch and independent of the batch size.
+    schedule is smooth within an epoch and independent of the batch size. The defaults are
+    the default run's (``conf/optim/schedule/cosine.yaml`` adds nothing to them).
     """
 
-    kind: str = "none"
+    kind: ScheduleKind = "cosine"
     warmup_epochs: float = 0.0
     step_size: int = 10
     gamma: float = 0.1
     min_factor: float = 0.0
 
     def __post_init__(self) -> None:
-        if self.kind not in SCHEDULES:
-            raise ValueError(f"optim.schedule.kind={self.kind!r} is unknown; choose one of {SCHEDULES}")
-        if self.warmup_epochs < 0 or self.step_size < 1 or not 0 < self.gamma <= 1:
-            raise ValueError(
-                "optim.schedule needs warmup_epochs >= 0, step_size >= 1 and 0 < gamma <= 1, got "
-                f"{self.warmup_epochs}, {self.step_size}, {self.gamma}"
-            )
+        problems = schedule_problems(self)
+        if problems:
+            raise ValueError("; ".join(problems))
 
     def factor(self, progress: float, total_epochs: int) -> float:
         if self.warmup_epochs > 0 and progress < self.warmup_epochs:
@@ -42,3 +41,19 @@ class LRSchedule:
             t = min(max(progress - self.warmup_epochs, 0.0) / span, 1.0)
             return self.min_factor + (1 - self.min_factor) * 0.5 * (1 + math.cos(math.pi * t))
         return 1.0
+
+
+def schedule_problems(s: LRSchedule) -> List[str]:
+    """Each bad setting as ``key=value must be <allowed>``."""
+    problems = []
+    if s.kind not in SCHEDULES:
+        problems.append(f"optim.schedule.kind={s.kind!r} must be one of {SCHEDULES}")
+    if not s.warmup_epochs >= 0:
+        problems.append(f"optim.schedule.warmup_epochs={s.warmup_epochs:g} must be >= 0")
+    if not s.step_size >= 1:
+        problems.append(f"optim.schedule.step_size={s.step_size} must be >= 1")
+    if not 0 < s.gamma <= 1:
+        problems.append(f"optim.schedule.gamma={s.gamma:g} must be in (0, 1]")
+    if not 0 <= s.min_factor <= 1:
+        problems.append(f"optim.schedule.min_factor={s.min_factor:g} must be in [0, 1]")
+    return problems

@@ -64,7 +64,7 @@ class Trainer:
         limit_eval_batches: Optional[int] = None,
         log_every_n_steps: int = 50,
         checkpoint_dir: str = "checkpoints",
-        checkpoint_every_n_steps: Optional[int] = None,
+        checkpoint_every_n_steps: Optional[int] = 500,
         keep_last: int = 1,
         keep_best: int = 1,
         resume: Optional[str] = None,
