@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from mgelab.data.synthetic import SyntheticImages
-from mgelab.experiment import run_experiment
+from mgelab.run.experiment import run_experiment
 from mgelab.models import create_model, list_models, model_spec
 from mgelab.models.summary import ModelSummary, model_summary
 from mgelab.nn import Conv2d

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, Dict, Optional
 
 from hydra.experimental.callback import Callback
+from hydra.utils import get_class
 from omegaconf import DictConfig, OmegaConf
 
 from mgelab.tracking.params import flatten
@@ -32,7 +33,7 @@ class PrepareTrackingStore(Callback):
     def prepare(self, config: DictConfig) -> Optional[str]:
         """The experiment id, or None when the run is not tracked in MLflow."""
         logger_cfg = config.get("logger")
-        if logger_cfg is None or "tracking_uri" not in logger_cfg:
+        if logger_cfg is None or not get_class(logger_cfg._target_).has_store:
             return None
         from mgelab.tracking.store import prepare_store
 

@@ -28,7 +28,7 @@ class CompareSpec:
 class RunData:
     """One run and the histories the report draws."""
 
-    run: Any  # mgelab.tracking.mlflow_logger.RunRecord
+    run: Any  # mgelab.tracking.records.RunRecord
     metric_history: History
     loss_history: History
     label: str = ""

@@ -20,6 +20,7 @@ from mgelab.train.optim import OptimizerFactory, set_lr
 from mgelab.train.signals import StopOnSignal, TrainingInterrupted
 from mgelab.train.state import Progress, capture, reseed_for_step, restore
 from mgelab.train.steps import compile_mode, draws_random_numbers, make_train_step, should_compile
+from mgelab.train.task import Task, get_task
 
 # Formatting the progress bar's numbers costs as much as a small model's step.
 SHOW_EVERY_N_STEPS = 10
@@ -36,6 +37,10 @@ class FitResult:
     confusion: Optional[np.ndarray] = None
     wall_time_s: float = 0.0
     train_samples_per_s: float = 0.0
+    # The monitored metric, its mode and its value at the best epoch: what a sweeper is given.
+    monitor: str = ""
+    monitor_mode: str = ""
+    best_value: float = math.nan
 
 
 @dataclass
@@ -44,6 +49,7 @@ class _Fit:
 
     model: M.Module
     data: Any
+    task: Task
     factory: OptimizerFactory
     optimizer: Any
     step_fn: Any
@@ -112,8 +118,9 @@ class Trainer:
         progress = self._resume(model, optimizer) if self.resume else Progress()
         started = time.perf_counter()
         with StopOnSignal() as stop:
-            step_fn = make_train_step(model, optimizer, data.task, should_compile(self.compile, model))
-            fit = _Fit(model, data, optimizer_factory, optimizer, step_fn, logger, store, progress,
+            task = get_task(data.task)
+            step_fn = make_train_step(model, optimizer, task, should_compile(self.compile, model))
+            fit = _Fit(model, data, task, optimizer_factory, optimizer, step_fn, logger, store, progress,
                        {"data": data.inference_meta(), **(run_meta or {})}, stop, draws_random_numbers(model))
             while progress.epoch <= self.max_epochs:
                 self._train_epoch(fit)
@@ -124,6 +131,7 @@ class Trainer:
         model.load_state_dict(load_checkpoint(best).section("model"))
         test_metrics, confusion = report_test_split(model, data, self.limit_eval_batches)
         logger.log_metrics({f"test/{k}": v for k, v in test_metrics.items()}, step=max(progress.best_epoch, 1))
+        monitor, mode = self.monitored(data.task)
         return FitResult(
             best_epoch=progress.best_epoch,
             best_val=progress.best_val,
@@ -134,6 +142,9 @@ class Trainer:
             confusion=confusion,
             wall_time_s=time.perf_counter() - started,
             train_samples_per_s=progress.train_samples / max(progress.train_seconds, 1e-9),
+            monitor=monitor,
+            monitor_mode=mode,
+            best_value=float(progress.history[progress.best_epoch - 1][monitor]),
         )
 
     def evaluate(self, model: M.Module, data, split: str) -> Dict[str, float]:
@@ -141,11 +152,7 @@ class Trainer:
 
     def monitored(self, task: str) -> Tuple[str, str]:
         """(metric, mode) chosen for the best checkpoint; ``auto`` picks by task."""
-        default = ("val/acc", "max") if task == "classification" else ("val/loss", "min")
-        metric = default[0] if self.monitor == "auto" else self.monitor
-        if self.monitor_mode != "auto":
-            return metric, self.monitor_mode
-        return metric, "min" if metric.endswith(("loss", "mae", "rmse")) else "max"
+        return get_task(task).monitor(self.monitor, self.monitor_mode)
 
     # --- the loop -------------------------------------------------------------------------------
     def _train_epoch(self, fit: _Fit) -> None:
@@ -171,8 +178,7 @@ class Trainer:
             p.next_batch += 1
             p.epoch_loss_sum += loss * len(y)
             p.epoch_seen += len(y)
-            if fit.data.task == "classification":
-                p.epoch_correct += int((out.argmax(axis=1) == y).sum())
+            p.epoch_correct += fit.task.batch_correct(out, y)
             p.epoch_seconds = seconds_before + time.perf_counter() - clock
             if p.global_step % self.log_every_n_steps == 0:
                 fit.logger.log_metrics({"step/train_loss": loss, "step/lr": lr}, step=p.global_step)
@@ -195,9 +201,7 @@ class Trainer:
     def _end_epoch(self, fit: _Fit) -> None:
         """Validate, log the epoch, checkpoint (``best`` when the monitored metric improved)."""
         p, task = fit.progress, fit.data.task
-        train = {"loss": p.epoch_loss_sum / max(p.epoch_seen, 1)}
-        if task == "classification":
-            train["acc"] = p.epoch_correct / max(p.epoch_seen, 1)
+        train = fit.task.epoch_train_metrics(p.epoch_loss_sum, p.epoch_correct, p.epoch_seen)
         val = self.evaluate(fit.model, fit.data, "val")
         per_epoch = self._batches_per_epoch(fit.data.num_train_batches())
         row = {
