@@ -6,7 +6,9 @@ STAMP := $(VENV)/.installed
 # Extra Hydra overrides for `make train`, e.g. make train ARGS="model=linear"
 ARGS ?=
 UI_PORT ?= 5000
-TRACKING_URI ?= sqlite:///$(CURDIR)/outputs/mlflow.db
+# The store `make ui` shows: paths.tracking_uri of conf/paths/default.yaml (env MLFLOW_TRACKING_URI wins
+# there), the one every script uses; `make ui TRACKING_URI=...` shows another.
+TRACKING_URI ?= $(shell $(PY) -c 'from mgelab.config.resolvers import paths_value; print(paths_value("tracking_uri"))')
 
 .PHONY: setup train test test-slow ui lint data clean-venv
 
@@ -36,6 +38,7 @@ test-slow: $(STAMP)
 	$(PY) -m pytest -m slow $(PYTEST_ARGS)
 
 ui: $(STAMP)
+	@test -n "$(TRACKING_URI)" || { echo "could not read paths.tracking_uri from conf/paths/default.yaml"; exit 1; }
 	@mkdir -p outputs
 	@echo "MLflow UI on http://127.0.0.1:$(UI_PORT)  (store: $(TRACKING_URI)); Ctrl-C stops it."
 	@echo "Training runs are under 'Model training' in the left bar."

@@ -30,3 +30,12 @@ def register_resolvers() -> None:
             OmegaConf.register_new_resolver(name, fn)
     if not OmegaConf.has_resolver("abspath"):
         OmegaConf.register_new_resolver("abspath", lambda p: str(Path(p).expanduser().resolve()))
+
+
+def paths_value(key: str) -> str:
+    """One key of ``conf/paths/default.yaml`` resolved outside a Hydra run, e.g. ``tracking_uri``
+    for the Makefile's ``ui``, so the store's default is written once (keys that need Hydra's
+    runtime, such as ``run_dir``, cannot be asked for)."""
+    register_resolvers()
+    paths = OmegaConf.load(Path(project_root(), "conf", "paths", "default.yaml"))
+    return str(OmegaConf.create({"paths": paths}).paths[key])
