@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import dataclasses
+import enum
+import inspect
+import typing
 from pathlib import Path
 
 import pytest
-from hydra.utils import instantiate
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from hydra.utils import get_object, instantiate
 from omegaconf import OmegaConf
 
+from mgelab.config.resolvers import paths_value
 from mgelab.config.validate import validate_config
 from mgelab.models import model_spec
 from mgelab.tracking.base import NullLogger
@@ -153,3 +160,124 @@ def test_unknown_group_option_lists_the_valid_ones(compose_cfg, group):
     message = str(info.value)
     assert "no_such_option" in message
     assert all(option in message for option in options(group))
+
+
+# --- one source per setting: each option composes the code's defaults unless it says why -------
+# The settings an option exists to choose, where it differs from the constructor's default.
+OPTION_CHOICES = {
+    # 16 512 training rows of 8 features: small steps, and val/test in one batch each.
+    "data/california_housing": {"batch_size", "eval_batch_size"},
+    # A mirrored digit is another glyph; the IDX base class flips by default (for Fashion-MNIST).
+    "data/mnist": {"flip"},
+    # A few hundred in-memory samples, a few batches of each.
+    "data/synthetic": {"batch_size", "eval_batch_size", "val_size"},
+    "data/synthetic_line": {"batch_size", "eval_batch_size"},
+    # Where the ImageNet weights come from (load_pretrained's options); the builder's default is none.
+    "model/resnet18": {"weights"},
+    # Adam's usual learning rate; AdamW also decouples a weight decay.
+    "optim/adam": {"name", "lr"},
+    "optim/adamw": {"name", "lr", "weight_decay"},
+    "optim/schedule/none": {"kind"},
+    "optim/schedule/step": {"kind"},
+    # A few steps of everything, quietly.
+    "trainer/smoke": {"max_epochs", "limit_train_batches", "limit_eval_batches", "log_every_n_steps", "progress_bar"},
+}
+BUILDING_GROUPS = ("data", "model", "optim", "optim/schedule", "trainer", "logger")
+
+
+def compose_train(overrides: list):
+    """train.yaml with ``overrides`` only (none of compose_cfg's), unresolved."""
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = compose(config_name="train", overrides=overrides, return_hydra_config=True)
+    GlobalHydra.instance().clear()
+    return cfg
+
+
+def default_run_choices() -> dict:
+    """The option of each group that conf/train.yaml (the default run) picks."""
+    return OmegaConf.to_container(compose_train([]).hydra.runtime.choices)
+
+
+def keyword_defaults(fn) -> tuple:
+    """(defaults of ``fn``'s keyword parameters, whether it passes on **kwargs)."""
+    if dataclasses.is_dataclass(fn):
+        return {f.name: f.default if f.default_factory is dataclasses.MISSING else f.default_factory()
+                for f in dataclasses.fields(fn)}, False
+    params = inspect.signature(fn).parameters.values()
+    return ({p.name: p.default for p in params if p.default is not inspect.Parameter.empty},
+            any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params))
+
+
+def class_defaults(cls) -> dict:
+    """Defaults along the constructor chain: a subclass's own default wins; a None default with a
+    ``default_<key>`` class attribute (the remote datasets' convention) means that attribute."""
+    found: dict = {}
+    for klass in cls.__mro__ if not dataclasses.is_dataclass(cls) else (cls,):
+        if "__init__" not in vars(klass) and not dataclasses.is_dataclass(klass):
+            continue
+        own, passes_on = keyword_defaults(klass if dataclasses.is_dataclass(klass) else klass.__init__)
+        found = {**own, **found}
+        if not passes_on:
+            break
+    return {k: getattr(cls, f"default_{k}", None) if v is None else v for k, v in found.items()}
+
+
+def code_defaults(node) -> dict:
+    """The defaults of what ``node`` builds; a model builder's **kwargs go to the class it returns."""
+    target = get_object(node._target_)
+    if node._target_ != "mgelab.models.create_model":
+        return class_defaults(target)
+    build = model_spec(node.name).build
+    own, passes_on = keyword_defaults(build)
+    returned = typing.get_type_hints(build)["return"]
+    return {**(class_defaults(returned) if passes_on else {}), **own}
+
+
+def plain(value):
+    if isinstance(value, (tuple, list)):
+        return [plain(v) for v in value]
+    return value.value if isinstance(value, enum.Enum) else value
+
+
+def compared_keys(node, expected: dict) -> list:
+    """Keys with a code default, minus interpolations and nested built objects (optim.schedule is
+    the group optim/schedule, compared on its own)."""
+    def built(value) -> bool:
+        return OmegaConf.is_config(value) and "_target_" in value
+
+    return [key for key in node if key in expected and not OmegaConf.is_interpolation(node, key)
+            and not built(node[key])]
+
+
+@pytest.mark.parametrize("group, option", [(g, o) for g in BUILDING_GROUPS for o in options(g)])
+def test_option_defaults_are_the_codes(group, option):
+    """Each option of a group that builds something composes its constructor's defaults.
+
+    Rule: every key of the option's composed node that the constructor takes with a default
+    equals that default, unless (a) it is an interpolation (``${epochs}``, ``${seed}``, the run,
+    data and tracking locations: the run decides them) or (b) it is one of the settings the option
+    exists to choose, listed in OPTION_CHOICES with the reason. The options conf/train.yaml picks
+    (the default run) may list none, so the default run is exactly the code's defaults; a listed
+    key must really differ (no stale entries). Keys the code takes without a default (data_dir) or
+    not at all (the registry's model name) are not compared, nor nested built objects (compared as
+    their own group). Defaults follow **kwargs to the base classes and a model builder's to the
+    class it returns.
+    """
+    node = OmegaConf.select(compose_train([f"{group}={option}"]), group.replace("/", "."))
+    expected = code_defaults(node)
+    choices = OPTION_CHOICES.get(f"{group}/{option}", set())
+    assert default_run_choices()[group] != option or not choices, f"{group}={option} is the default run's"
+    values = OmegaConf.to_container(node)
+    differing = {key for key in compared_keys(node, expected) if plain(values[key]) != plain(expected[key])}
+    drifted = {key: (node[key], expected[key]) for key in differing - choices}
+    assert not drifted, f"conf/{group}/{option}.yaml differs from the code's defaults: {drifted}"
+    assert choices <= differing, f"OPTION_CHOICES lists {choices - differing} for {group}/{option}: stale"
+
+
+def test_make_ui_reads_the_loggers_store(compose_cfg, monkeypatch):
+    """The Makefile's `ui` asks paths_value for the store; it is the one runs log to."""
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.setenv("MGELAB_ROOT", str(CONF.parent))
+    cfg = compose_cfg([f"paths.output_dir={CONF.parent / 'outputs'}"])
+    assert paths_value("tracking_uri") == cfg.logger.tracking_uri == cfg.paths.tracking_uri
