@@ -19,6 +19,7 @@ from mlflow.tracking import MlflowClient
 
 from mgelab.tracking import retry
 from mgelab.tracking.mlflow_logger import MLflowLogger
+from mgelab.tracking.objective import MONITOR_MODE_TAG, MONITOR_TAG
 from mgelab.tracking.retry import with_retries
 from mgelab.tracking.store import TrackingStore, prepare_store
 from mgelab.tracking.sweep import JobOutcome, SweepSummary, job_key, summarize, varying_overrides
@@ -93,21 +94,22 @@ def test_retries_a_locked_database_then_gives_up_on_real_errors(monkeypatch):
     assert len(calls) == 4, "a real error is not retried"
 
 
-def test_summary_from_a_store_best_by_mode_and_failures(tmp_path):
+@pytest.mark.parametrize("mode,best", [("max", 1), ("min", 0)])
+def test_summary_from_a_store_best_by_mode_and_failures(tmp_path, mode, best):
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     store = TrackingStore(uri)
     experiment = prepare_store(uri, "exp")
     parent = store.create_run(experiment, "sweep", {"sweep/role": "parent"})
     for num, (status, value) in enumerate([("COMPLETED", 0.7), ("COMPLETED", 0.95), ("FAILED", None)]):
         child = store.create_run(experiment, f"job{num}", {"mlflow.parentRunId": parent, "hydra/job_num": num})
-        store.log_params(child, {"data_info.task": "classification", "trainer.monitor": "auto",
-                                 "trainer.monitor_mode": "auto"})
+        if value is not None:  # what a finished run records (mgelab.run.experiment); a failed job has none
+            store.set_tags(child, {MONITOR_TAG: "val/loss" if mode == "min" else "val/acc", MONITOR_MODE_TAG: mode})
         error = None if value else "ValueError: optim.lr=-1 must be > 0"
         outcome = JobOutcome(num, status, [f"optim.lr={num}"], value=value, error=error)
         store.set_tags(parent, {f"job/{num}": outcome.to_tag()})
     summary = summarize(store, parent)
-    assert summary.objective == ("val/acc", "max")
-    assert summary.best.num == 1 and summary.best.run_id is not None
+    assert summary.objective == ("val/loss" if mode == "min" else "val/acc", mode)
+    assert summary.best.num == best and summary.best.run_id is not None
     assert [f.num for f in summary.failures] == [2]
 
 

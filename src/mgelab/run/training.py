@@ -3,6 +3,7 @@ results; returns the monitored metric's best value, which Hydra's sweepers optim
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any, Dict, Optional, Tuple
 
@@ -12,14 +13,13 @@ from omegaconf import DictConfig, OmegaConf
 from mgelab.config.hydra_job import current_job, run_tags
 from mgelab.config.validate import validate_config
 from mgelab.run.experiment import run_experiment
+from mgelab.run.resume import ResumePlan, plan_resume
+from mgelab.tracking.objective import objective_value
 from mgelab.tracking.params import flatten
+from mgelab.tracking.store import TrackingStore
 from mgelab.tracking.sweep_job import skip_finished
 from mgelab.train import FitResult, seed_everything
 from mgelab.train.device import select_device
-from mgelab.train.resume import explicit_checkpoint, newest_store, stored_meta
-
-# Where conf/hydra/default.yaml puts a run's checkpoints below paths.output_dir.
-RUN_CHECKPOINT_PATTERNS = ("runs/*_{name}/checkpoints", "multiruns/*/*_{name}/checkpoints")
 
 
 def train(cfg: DictConfig) -> float:
@@ -34,8 +34,12 @@ def train(cfg: DictConfig) -> float:
     seed_everything(cfg.seed)
     # Before any model is built: parameters live on the device that was default then.
     select_device(cfg.trainer.device, cfg.trainer.cpu_threads)
-    resume = resume_target(cfg)
-    logger, continued = open_logger(cfg, resume)
+    plan = resume_plan(cfg)
+    completed = completed_run_value(cfg, plan)
+    if completed is not None:
+        return completed
+    resume = plan.checkpoint if plan else None
+    logger, continued = open_logger(cfg, plan)
     with logger:
         result = fit_and_track(cfg, logger, resume, continued)
     print_summary(result, logger)
@@ -49,26 +53,30 @@ def finished_job_value(cfg: DictConfig) -> Optional[float]:
     return skip_finished(current_job(cfg), cfg.logger.tracking_uri, cfg.logger.experiment_name)
 
 
-def resume_target(cfg: DictConfig) -> Optional[Path]:
-    """None (start afresh), or the checkpoint (store) to continue from."""
-    resume = cfg.trainer.resume
-    if resume in (None, "", "null", "none"):
+def resume_plan(cfg: DictConfig) -> Optional[ResumePlan]:
+    """None (start afresh), or the checkpoint to continue (``mgelab.run.resume`` says which)."""
+    config = OmegaConf.to_container(cfg, resolve=True)
+    return plan_resume(cfg.trainer.resume, config, Path(cfg.trainer.checkpoint_dir), Path(cfg.paths.output_dir))
+
+
+def completed_run_value(cfg: DictConfig, plan: Optional[ResumePlan]) -> Optional[float]:
+    """A checkpoint whose tracked run FINISHED is complete: say so and hand back its value."""
+    if plan is None or not plan.tracking_run_id or not get_class(cfg.logger._target_).has_store:
         return None
-    if resume != "auto":
-        return explicit_checkpoint(str(resume))
-    output_dir = Path(cfg.paths.output_dir)
-    stores = (store for pattern in RUN_CHECKPOINT_PATTERNS
-              for store in output_dir.glob(pattern.format(name=cfg.run_name)))
-    found = newest_store(stores)
-    if found is None:
-        print(f"trainer.resume=auto: no checkpoint of a run named {cfg.run_name!r} under {output_dir}; "
-              "starting afresh")
-    return found
+    run = TrackingStore(cfg.logger.tracking_uri).find_run(plan.tracking_run_id)
+    if run is None or run.status != "FINISHED":
+        return None
+    tested = ", ".join(f"{k} {v:.4f}" for k, v in sorted(run.metrics.items())
+                       if k.startswith("test/") and not k.startswith("test/acc_class_"))
+    print(f"trainer.resume: run {run.run_id} ({run.name}) is complete (FINISHED; {tested or 'no test metrics'}); "
+          f"nothing to resume. Drop trainer.resume to train a new run.")
+    value = objective_value(run)
+    return math.nan if value is None else value
 
 
-def open_logger(cfg: DictConfig, resume: Optional[Path]) -> Tuple[Any, bool]:
+def open_logger(cfg: DictConfig, plan: Optional[ResumePlan]) -> Tuple[Any, bool]:
     """The configured logger, and whether it continues the tracked run the checkpoint names."""
-    run_id = stored_meta(resume).get("tracking_run_id") if resume else None
+    run_id = plan.tracking_run_id if plan else None
     if run_id and get_class(cfg.logger._target_).resumes_runs:
         return instantiate(cfg.logger, run_id=run_id), True
     return instantiate(cfg.logger), False

@@ -107,6 +107,15 @@ class TrackingStore:
     def get_run(self, run_id: str) -> RunRecord:
         return to_record(self.client.get_run(run_id))
 
+    def find_run(self, run_id: str) -> Optional[RunRecord]:
+        """The run, or None when this store has no run of that id (a checkpoint from another store)."""
+        try:
+            return self.get_run(run_id)
+        except MlflowException as exc:
+            if exc.error_code == "RESOURCE_DOES_NOT_EXIST":
+                return None
+            raise
+
     def search(
         self, experiment_ids: Sequence[str], filter_string: str = "", order_by: Optional[List[str]] = None,
         max_results: Optional[int] = None,

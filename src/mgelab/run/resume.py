@@ -1,0 +1,104 @@
+"""What ``trainer.resume`` continues, decided before anything is opened or created.
+
+``auto`` continues, in this order, (1) the checkpoints in this run's own directory, else (2) the
+newest checkpoint under ``paths.output_dir`` whose stored resolved config equals this run's, apart
+from the keys in ``RESUME_NEUTRAL_KEYS``. An explicit ``trainer.resume=<dir>`` (and case 1) must
+hold the same config too: a checkpoint of another config names the keys that differ and stops.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Dict, Iterator, List, Mapping, Optional
+
+from mgelab.checkpoint import CheckpointError, CheckpointStore, read_manifest
+from mgelab.tracking.params import flatten
+from mgelab.train.resume import explicit_checkpoint, newest_store
+
+# Keys that cannot change what is trained: how it is resumed and shown, and where files and the
+# store live. A key ending in "." stands for everything below it.
+RESUME_NEUTRAL_KEYS = (
+    "trainer.resume",
+    "trainer.progress_bar",
+    "trainer.checkpoint_dir",
+    "paths.",
+    "logger.tracking_uri",
+    "logger.artifact_location",
+    "data.data_dir",
+    "sweep.",
+)
+
+
+class ResumeConfigMismatch(ValueError):
+    """The checkpoint was written by a run of another config."""
+
+
+@dataclass(frozen=True)
+class ResumePlan:
+    checkpoint: Path  # a checkpoint directory or a run's checkpoints/ folder (its newest)
+    tracking_run_id: Optional[str]
+    how: str  # "this run's directory", "matching config", "trainer.resume=<dir>"
+
+
+def is_neutral(key: str) -> bool:
+    return any(key == k or (k.endswith(".") and key.startswith(k)) for k in RESUME_NEUTRAL_KEYS)
+
+
+def config_differences(stored: Mapping[str, Any], current: Mapping[str, Any]) -> List[str]:
+    """``key: stored -> current`` for every key (neutral ones aside) whose value differs."""
+    old, new = flatten(stored), flatten(current)
+    absent = "<absent>"
+    keys = sorted(k for k in set(old) | set(new) if not is_neutral(k) and old.get(k, absent) != new.get(k, absent))
+    return [f"{k}: {old.get(k, absent)!r} -> {new.get(k, absent)!r}" for k in keys]
+
+
+def stored_run_meta(checkpoint: Path) -> Dict[str, Any]:
+    try:
+        return read_manifest(checkpoint)[1]["meta"]
+    except (CheckpointError, OSError, KeyError, ValueError) as exc:
+        raise CheckpointError(f"trainer.resume: cannot read {checkpoint}: {exc}") from exc
+
+
+def plan_resume(
+    resume: Optional[str], config: Mapping[str, Any], own_store: Path, output_dir: Path
+) -> Optional[ResumePlan]:
+    """The checkpoint to continue and how it was found; None starts afresh."""
+    if resume in (None, "", "null", "none"):
+        return None
+    if resume != "auto":
+        return _checked(explicit_checkpoint(str(resume)), config, f"trainer.resume={resume}")
+    if (own_store / CheckpointStore.LAST).is_file():
+        return _checked(own_store, config, "this run's directory")
+    found = newest_store(_matching_stores(config, output_dir))
+    if found is None:
+        print(f"trainer.resume=auto: no checkpoint of this config under {output_dir} or in {own_store.parent}; "
+              "starting afresh")
+        return None
+    return ResumePlan(found, stored_run_meta(found).get("tracking_run_id"), "matching config")
+
+
+def _checked(checkpoint: Path, config: Mapping[str, Any], how: str) -> ResumePlan:
+    meta = stored_run_meta(checkpoint)
+    stored = meta.get("config")
+    if stored is not None:
+        differences = config_differences(stored, config)
+        if differences:
+            raise ResumeConfigMismatch(
+                f"{how}: the checkpoint {checkpoint} was written by a run of another config; differing keys:\n  "
+                + "\n  ".join(differences)
+                + "\nRun with the checkpoint's values, or start a new run (without trainer.resume)."
+            )
+    return ResumePlan(checkpoint, meta.get("tracking_run_id"), how)
+
+
+def _matching_stores(config: Mapping[str, Any], output_dir: Path) -> Iterator[Path]:
+    """Checkpoint stores below ``output_dir`` whose newest checkpoint holds this config."""
+    for pointer in sorted(Path(output_dir).rglob(CheckpointStore.LAST)):
+        store = pointer.parent
+        try:
+            stored = stored_run_meta(store).get("config")
+        except CheckpointError:
+            continue  # a damaged store is nobody's match; resuming it explicitly names the damage
+        if stored is not None and not config_differences(stored, config):
+            yield store
