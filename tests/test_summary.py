@@ -15,10 +15,10 @@ import numpy as np
 import pytest
 
 from mgelab.data.synthetic import SyntheticImages
-from mgelab.run.experiment import run_experiment
 from mgelab.models import create_model, list_models, model_spec
 from mgelab.models.summary import ModelSummary, model_summary
 from mgelab.nn import Conv2d
+from mgelab.run.experiment import run_experiment
 from mgelab.train import OptimizerFactory, Trainer
 from recording_logger import RecordingLogger
 
