@@ -10,11 +10,12 @@ values. Ranges are the constructors' own checks, which ``validate.py`` runs righ
 
 from __future__ import annotations
 
+import collections.abc
 import dataclasses
 import inspect
 import typing
 from enum import Enum
-from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Callable, List, Mapping, Optional, Sequence, Tuple
 
 from hydra.core.config_store import ConfigStore
 
@@ -23,7 +24,7 @@ from mgelab.train.optim import OptimizerFactory
 from mgelab.train.schedule import LRSchedule
 from mgelab.train.trainer import Trainer
 
-# Plain types OmegaConf can check; anything else (unions, callables) becomes Any.
+# Plain types OmegaConf can check; anything else (unions of them, callables) becomes Any.
 PLAIN = (bool, int, float, str)
 
 
@@ -32,19 +33,18 @@ def choice_enum(name: str, values: Sequence[str]) -> type:
     return Enum(name.title().replace("_", ""), [(v, v) for v in values], type=str, module=__name__)
 
 
-def field_type(hint: Any, enums: Dict[Tuple[str, ...], type], name: str) -> Any:
-    """The OmegaConf-checkable type of one annotation."""
+def field_type(hint: Any, name: str) -> Any:
+    """The OmegaConf-checkable type of one annotation; a ``Literal`` becomes an Enum of its values."""
     origin, args = typing.get_origin(hint), typing.get_args(hint)
-    if hint in PLAIN or (dataclasses.is_dataclass(hint) and isinstance(hint, type)):
+    if hint in PLAIN:
         return hint
     if origin is typing.Literal:
-        return enums.setdefault(tuple(args), choice_enum(name, args))
+        return choice_enum(name, args)
     if origin is typing.Union and type(None) in args:
         rest = [a for a in args if a is not type(None)]
-        return Optional[field_type(rest[0], enums, name)] if len(rest) == 1 else Any
-    if origin in (list, tuple, Sequence, typing.get_origin(Sequence[int])) and args:
-        item = args[0]
-        return List[item] if item in PLAIN else List[Any]
+        return Optional[field_type(rest[0], name)] if len(rest) == 1 else Any
+    if origin in (list, tuple, collections.abc.Sequence) and args:
+        return List[args[0]] if args[0] in PLAIN else List[Any]
     return Any
 
 
@@ -52,9 +52,8 @@ def field_default(default: Any, ftype: Any) -> dataclasses.Field:
     if isinstance(ftype, type) and issubclass(ftype, Enum) and default is not None:
         return dataclasses.field(default=ftype(default))
     if isinstance(default, (list, tuple)):
+        # A fresh list per instance: dataclasses refuse a shared mutable default.
         return dataclasses.field(default_factory=lambda: list(default))
-    if dataclasses.is_dataclass(default) or isinstance(default, dict):
-        return dataclasses.field(default_factory=lambda: default)
     return dataclasses.field(default=default)
 
 
@@ -78,7 +77,6 @@ def schema_of(target: Callable, target_path: str, *, choices: Mapping[str, Seque
     Enums); ``nested`` gives the schema of a parameter that is itself a configured object.
     """
     choices, nested = dict(choices), dict(nested)
-    enums: Dict[Tuple[str, ...], type] = {}
     fields: List[Tuple[str, Any, dataclasses.Field]] = [
         ("_target_", str, dataclasses.field(default=target_path))
     ]
@@ -87,7 +85,7 @@ def schema_of(target: Callable, target_path: str, *, choices: Mapping[str, Seque
             schema = nested[name]
             fields.append((name, schema, dataclasses.field(default_factory=schema)))
             continue
-        ftype = field_type(typing.Literal[tuple(choices[name])] if name in choices else hint, enums, name)
+        ftype = field_type(typing.Literal[tuple(choices[name])] if name in choices else hint, name)
         fields.append((name, ftype, field_default(default, ftype)))
     schema = dataclasses.make_dataclass(f"{target.__name__}Schema", fields)
     schema.__module__ = __name__
