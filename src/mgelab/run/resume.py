@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Mapping, Optional
 
-from mgelab.checkpoint import CheckpointError, CheckpointStore, read_manifest
+from mgelab.checkpoint import CheckpointError, CheckpointStore, load_checkpoint, read_manifest
 from mgelab.tracking.params import flatten
 from mgelab.train.resume import explicit_checkpoint, newest_store
 
@@ -63,7 +63,8 @@ def stored_run_meta(checkpoint: Path) -> Dict[str, Any]:
 def plan_resume(
     resume: Optional[str], config: Mapping[str, Any], own_store: Path, output_dir: Path
 ) -> Optional[ResumePlan]:
-    """The checkpoint to continue and how it was found; None starts afresh."""
+    """The checkpoint to continue and how it was found; None starts afresh. Only manifests are read:
+    ``verified`` checks the arrays once the plan is known to be needed."""
     if resume in (None, "", "null", "none"):
         return None
     if resume != "auto":
@@ -76,6 +77,27 @@ def plan_resume(
               "starting afresh")
         return None
     return ResumePlan(found, stored_run_meta(found).get("tracking_run_id"), "matching config")
+
+
+def verified(plan: ResumePlan) -> ResumePlan:
+    """The plan, once its checkpoint's files match their hashes; a damaged one names what is left."""
+    try:
+        load_checkpoint(plan.checkpoint)
+    except CheckpointError as exc:
+        raise CheckpointError(f"{exc}\n{_alternatives(plan.checkpoint)}") from exc
+    return plan
+
+
+def _alternatives(checkpoint: Path) -> str:
+    """The other checkpoints of the damaged one's store, and how to resume from them."""
+    store = checkpoint if (checkpoint / CheckpointStore.LAST).is_file() else checkpoint.parent
+    damaged = CheckpointStore(store).latest() if store == checkpoint else checkpoint
+    others = sorted((d for d in store.iterdir() if (d / "manifest.json").is_file() and d != damaged),
+                    key=lambda d: d.stat().st_mtime, reverse=True) if store.is_dir() else []
+    if not others:
+        return "No other checkpoint of this run exists: start it afresh (without trainer.resume)."
+    return (f"An earlier checkpoint of this run exists: {others[0]}. Resume from it with the same command and "
+            f"trainer.resume={others[0]}")
 
 
 def _checked(checkpoint: Path, config: Mapping[str, Any], how: str) -> ResumePlan:

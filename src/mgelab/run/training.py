@@ -13,7 +13,7 @@ from omegaconf import DictConfig, OmegaConf
 from mgelab.config.hydra_job import current_job, run_tags
 from mgelab.config.validate import validate_config
 from mgelab.run.experiment import run_experiment
-from mgelab.run.resume import ResumePlan, plan_resume
+from mgelab.run.resume import ResumePlan, plan_resume, verified
 from mgelab.tracking.objective import objective_value
 from mgelab.tracking.params import flatten
 from mgelab.tracking.store import TrackingStore
@@ -31,6 +31,7 @@ def train(cfg: DictConfig) -> float:
     stored = finished_job_value(cfg)
     if stored is not None:
         return stored
+    validate_config(cfg)  # before anything is opened: a config that cannot run records nothing
     seed_everything(cfg.seed)
     # Before any model is built: parameters live on the device that was default then.
     select_device(cfg.trainer.device, cfg.trainer.cpu_threads)
@@ -38,7 +39,7 @@ def train(cfg: DictConfig) -> float:
     completed = completed_run_value(cfg, plan)
     if completed is not None:
         return completed
-    resume = plan.checkpoint if plan else None
+    resume = verified(plan).checkpoint if plan else None
     logger, continued = open_logger(cfg, plan)
     with logger:
         result = fit_and_track(cfg, logger, resume, continued)
@@ -90,7 +91,6 @@ def fit_and_track(cfg: DictConfig, logger, resume: Optional[Path], continued: bo
         # First, so that a run failing while loading data still says what it was.
         logger.set_tags(run_tags(cfg))
         logger.log_params(flatten(config))
-    validate_config(cfg)  # before anything is built; a bad value ends the tracked run as FAILED
     data = instantiate(cfg.data)
     model = instantiate(cfg.model, input_shape=data.input_shape, num_outputs=data.num_outputs, task=data.task)
     trainer = instantiate(cfg.trainer, resume=str(resume) if resume else None)
