@@ -17,6 +17,7 @@ from mgelab.tracking.base import NullLogger
 from mgelab.tracking.mlflow_logger import MLflowLogger
 from mgelab.tracking.model_logging import DelegatingModel, log_pyfunc_model
 from mgelab.tracking.params import MAX_VALUE_LENGTH, flatten
+from mgelab.tracking.records import ERROR_TAG, FAILED_ATTEMPT_TAG, error_text
 from mgelab.tracking.store import prepare_store
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -101,19 +102,54 @@ def test_null_logger_accepts_everything():
         assert logger.run_id is None
 
 
-def test_reopened_run_is_running_again_and_skips_logged_steps(store):
-    uri, artifacts = store
+def finished_run(uri: str, artifacts: str, status: str = "FINISHED") -> str:
+    """A run with params and val/acc at steps 1-3, ended with ``status``."""
     first = MLflowLogger(uri, "exp", artifact_location=artifacts)
+    first.log_params({"optim.lr": 0.1})
     for step in (1, 2, 3):
         first.log_metrics({"val/acc": step / 10}, step=step)
-    first.close("KILLED")
-    with MLflowLogger(uri, "exp", artifact_location=artifacts, run_id=first.run_id) as again:
-        assert MlflowClient(uri).get_run(first.run_id).info.status == "RUNNING"
-        for step in (2, 3, 4):  # a resumed run replays steps 2 and 3 after its checkpoint
+    first.close(status)
+    return first.run_id
+
+
+def test_a_resumed_run_reopens_at_its_first_new_metric_and_skips_logged_steps(store):
+    uri, artifacts = store
+    run_id = finished_run(uri, artifacts, "KILLED")
+    client = MlflowClient(uri)
+    with MLflowLogger(uri, "exp", artifact_location=artifacts, run_id=run_id) as again:
+        again.set_tags({"resumed_from": "ckpt"})
+        for step in (2, 3):  # a resumed run replays steps 2 and 3 after its checkpoint
             again.log_metrics({"val/acc": step / 10 + 0.5}, step=step)
-    history = MlflowClient(uri).get_metric_history(first.run_id, "val/acc")
+        assert client.get_run(run_id).info.status == "KILLED"  # nothing new yet: untouched
+        assert "resumed_from" not in client.get_run(run_id).data.tags
+        again.log_metrics({"val/acc": 0.9}, step=4)
+        assert client.get_run(run_id).info.status == "RUNNING"
+        assert client.get_run(run_id).data.tags["resumed_from"] == "ckpt"
+    history = client.get_metric_history(run_id, "val/acc")
     assert sorted((m.step, m.value) for m in history) == [(1, 0.1), (2, 0.2), (3, 0.3), (4, 0.9)]
-    assert MlflowClient(uri).get_run(first.run_id).info.status == "FINISHED"
+    assert client.get_run(run_id).info.status == "FINISHED"
+
+
+@pytest.mark.parametrize("failure, status", [(ValueError("arrays.npz is damaged"), "FINISHED"),
+                                             (KeyboardInterrupt(), "KILLED")])
+def test_a_resume_that_fails_before_its_first_new_metric_leaves_the_run_as_it_was(store, failure, status):
+    uri, artifacts = store
+    run_id = finished_run(uri, artifacts, status)
+    client = MlflowClient(uri)
+    before = client.get_run(run_id)
+    with pytest.raises(type(failure)):
+        with MLflowLogger(uri, "exp", artifact_location=artifacts, run_id=run_id) as again:
+            again.set_tags({"resumed_from": "ckpt"})
+            again.log_params({"optim.lr": 0.5})
+            again.log_metrics({"val/acc": 0.7}, step=3)  # already logged: not a new step
+            again.flush()
+            raise failure
+    after = client.get_run(run_id)
+    assert (after.info.status, after.info.end_time) == (before.info.status, before.info.end_time)
+    assert after.data.metrics == before.data.metrics and after.data.params == before.data.params
+    assert [m.value for m in client.get_metric_history(run_id, "val/acc")] == [0.1, 0.2, 0.3]
+    assert after.data.tags[FAILED_ATTEMPT_TAG] == error_text(failure)
+    assert {"resumed_from", ERROR_TAG} & set(after.data.tags) == set()
 
 
 @pytest.mark.parametrize("group, resumes_runs, has_store", [("mlflow", True, True), ("none", False, False)])

@@ -5,8 +5,12 @@ much as several steps of a small model; a run logging every 50 steps then spends
 linear model's training time in the store. The buffer writes when its oldest value has
 waited ``max_age_s``, when it holds ``max_rows`` values, and on ``flush()``: the trainer
 flushes before every checkpoint and the logger when the run closes, so whatever a
-checkpoint covers is in the store before the checkpoint exists (a resumed run re-logs only
-steps after it) and nothing is dropped.
+checkpoint covers is in the store (the server away: in the run's spool file) before the
+checkpoint exists (a resumed run re-logs only steps after it) and nothing is dropped.
+
+Rows handed to ``write`` are its own from then on, even when it raises: the run logger's writer
+(``outbox.Outbox.put``) keeps what it could not send, to retry it or keep it in a file, so the
+buffer holding them too would send them twice.
 """
 
 from __future__ import annotations
@@ -41,7 +45,7 @@ class MetricBuffer:
             self.flush()
 
     def flush(self) -> None:
-        """Write everything held; on failure the rows stay held, to be written by the next flush."""
+        """Hand everything held to ``write``."""
         if self._rows:
-            self._write(list(self._rows))
-            self._rows.clear()
+            rows, self._rows = self._rows, []
+            self._write(rows)

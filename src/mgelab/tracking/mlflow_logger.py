@@ -1,19 +1,50 @@
-"""The run logger that writes to an MLflow store (``logger=mlflow``)."""
+"""The run logger that writes to an MLflow store (``logger=mlflow``).
+
+Two guarantees beyond writing:
+
+- **A resume cannot damage its run.** A logger continuing ``run_id`` leaves the run untouched until
+  its first new metric (a step above what the run holds): tags, params and artifacts logged before
+  that wait in memory. Only then is the run reopened (RUNNING) and sent what waited. A resume that
+  ends earlier (a damaged checkpoint, missing data, Ctrl-C) leaves status, end time, metrics and
+  params as they were and only sets the ``resume/failed_attempt`` tag.
+- **A tracking server that goes away costs no data.** Writes go through an ``outbox.Outbox``: held
+  and retried with back-off while the server does not answer, spilled to the run directory's
+  ``unsent_tracking.jsonl`` before every checkpoint, and what is still unsent at the end stays in
+  that file, with the command that replays it printed.
+"""
 
 from __future__ import annotations
 
+import logging
+import time
 from pathlib import Path
 from typing import Any, ClassVar, Dict, Mapping, Optional
 
 from mgelab.tracking.base import LoggerContext
 from mgelab.tracking.metric_buffer import MetricBuffer
 from mgelab.tracking.model_logging import log_pyfunc_model
-from mgelab.tracking.records import ERROR_TAG, error_text
+from mgelab.tracking.outbox import Outbox
+from mgelab.tracking.reachability import TrackingUnavailable
+from mgelab.tracking.records import ERROR_TAG, FAILED_ATTEMPT_TAG, error_text, is_unreachable
+from mgelab.tracking.spool import (
+    Entry,
+    Spool,
+    artifact_entry,
+    metrics_entry,
+    params_entry,
+    replay_command,
+    status_entry,
+    tags_entry,
+)
 from mgelab.tracking.store import TrackingStore, prepare_store
+
+log = logging.getLogger(__name__)
 
 
 class MLflowLogger(LoggerContext):
-    """One run of ``experiment_name`` in the store at ``tracking_uri``: a new one, or ``run_id`` continued."""
+    """One run of ``experiment_name`` in the store at ``tracking_uri``: a new one, or ``run_id``
+    continued. ``spool_dir``: where what could not be sent is kept (the run directory; default: the
+    working directory)."""
 
     resumes_runs: ClassVar[bool] = True
     has_store: ClassVar[bool] = True
@@ -28,63 +59,126 @@ class MLflowLogger(LoggerContext):
         run_id: Optional[str] = None,
         log_model: bool = False,
         register_as: Optional[str] = None,
+        spool_dir: Optional[str] = None,
     ) -> None:
         self.tracking_uri = tracking_uri
         # logger.log_model / logger.register_as (registering implies logging the model).
         self.logs_models, self.register_as = bool(log_model or register_as), register_as or None
-        experiment_id = prepare_store(tracking_uri, experiment_name, artifact_location)
-        self.store = TrackingStore(tracking_uri)
+        self.store = TrackingStore(tracking_uri, bounded=True)
         self.client = self.store.client
         # A metric step at or below these was logged before a resume: not logged twice.
         self._logged_through: Dict[str, int] = {}
-        if run_id:  # a resumed training continues the run its checkpoint names
-            self.store.reopen(run_id)
-            self.run_id = run_id
-            self._logged_through = self.store.last_steps(run_id)
-        else:
-            self.run_id = self.store.create_run(experiment_id, run_name, tags or {})
-        self.experiment_id = experiment_id
+        try:
+            self.experiment_id = prepare_store(tracking_uri, experiment_name, artifact_location)
+            self.run_id = self._open_run(run_name, tags or {}, run_id)
+        except Exception as exc:
+            if is_unreachable(exc):
+                raise TrackingUnavailable(tracking_uri, error_text(exc)) from exc
+            raise
+        self.resumed = bool(run_id)
+        # A new run is open from the start; a resumed one once its first new metric arrives.
+        self.reopened = not self.resumed
+        self._failure: Optional[str] = None
         self._closed = False
-        self._metrics = MetricBuffer(lambda rows: self.store.log_metric_rows(self.run_id, rows))
+        spool = Spool(spool_dir, self.run_id, tracking_uri, self.experiment_id)
+        self.outbox = Outbox(self._send, is_unreachable, spool, label=tracking_uri, held=self.resumed)
+        self._metrics = MetricBuffer(lambda rows: self.outbox.put(metrics_entry(rows)))
+
+    def _open_run(self, run_name: Optional[str], tags: Mapping[str, Any], run_id: Optional[str]) -> str:
+        if not run_id:
+            return self.store.create_run(self.experiment_id, run_name, tags)
+        # A resumed training continues the run its checkpoint names; reading it changes nothing.
+        self._logged_through = self.store.last_steps(run_id)
+        return run_id
+
+    def _send(self, entry: Entry) -> None:
+        self.store.apply(self.run_id, entry)
 
     def log_params(self, params: Mapping[str, Any]) -> None:
-        self.store.log_params(self.run_id, params)
+        self.outbox.put(params_entry(params))
 
     def log_metrics(self, metrics: Mapping[str, float], step: int) -> None:
         fresh = {k: v for k, v in metrics.items() if step > self._logged_through.get(k, -1)}
         if fresh:
+            self._reopen()
             self._metrics.add(fresh, step)
 
     def flush(self) -> None:
+        """Everything logged so far is in the store, or (server away) in the spool file."""
         self._metrics.flush()
+        if not self.outbox.held and not self.outbox.drain():
+            self.outbox.spill()
 
     def log_artifact(self, path: Path | str, artifact_path: Optional[str] = None) -> None:
-        self.store.log_artifact(self.run_id, path, artifact_path)
+        self.outbox.put(artifact_entry(path, artifact_path))
 
     def set_tags(self, tags: Mapping[str, Any]) -> None:
-        self.store.set_tags(self.run_id, tags)
+        self.outbox.put(tags_entry(tags))
 
     def log_model(self, **package: Any) -> Optional[str]:
         """With ``logger.log_model=true``: ``package`` (``log_pyfunc_model``'s keyword arguments) as a
         pyfunc model of this run, registered if ``register_as`` is set; its URI."""
         if not self.logs_models:
             return None
+        self._reopen()
         uri = log_pyfunc_model(self.tracking_uri, self.run_id, register_as=self.register_as, **package)
         self.set_tags({"pyfunc_model_uri": uri})
         return uri
 
+    def _reopen(self) -> None:
+        """A resumed run becomes RUNNING again, then gets what waited for that."""
+        if not self.reopened:
+            self.reopened = True
+            self.outbox.put_first(status_entry("RUNNING"), keep=False)
+            self.outbox.release()
+
     def __exit__(self, exc_type, exc, tb) -> None:
+        if exc is not None:
+            self._failure = error_text(exc)
         # A FAILED run says why, in the UI and for the sweep summary.
         try:
-            if exc is not None and not self._closed and not isinstance(exc, KeyboardInterrupt):
-                self.set_tags({ERROR_TAG: error_text(exc)})
+            if exc is not None and self.reopened and not self._closed and not isinstance(exc, KeyboardInterrupt):
+                self.set_tags({ERROR_TAG: self._failure})
         finally:
             super().__exit__(exc_type, exc, tb)
 
     def close(self, status: str = "FINISHED") -> None:
-        if not self._closed:
-            try:
-                self.flush()
-            finally:  # the run still ends (FAILED if the flush raised) and the error surfaces
-                self.store.terminate(self.run_id, status)
-            self._closed = True
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            if self.reopened or status == "FINISHED":
+                self._end(status)
+            else:
+                self._leave_as_it_was(status)
+            self.outbox.drain(force=True)
+        finally:
+            self._report_unsent(self.outbox.finish())
+
+    def _end(self, status: str) -> None:
+        self._reopen()  # a resume whose every step was logged before, finishing now
+        try:
+            self._metrics.flush()
+        except Exception:
+            status = "FAILED"  # a metric the store refused: raised below, after the run has ended
+            raise
+        finally:
+            self.outbox.put(status_entry(status, int(time.time() * 1000)))
+
+    def _leave_as_it_was(self, status: str) -> None:
+        """A resume that ended before its first new metric: its run keeps status, end time, metrics
+        and params; only the failed attempt is recorded, as a tag (tags do not change a status)."""
+        dropped = self.outbox.discard()
+        log.info("resume of run %s ended (%s) before its first new step: the run is left as it was "
+                 "(%d waiting writes dropped)", self.run_id, status, dropped)
+        self.outbox.held = False
+        self.outbox.put(tags_entry({FAILED_ATTEMPT_TAG: self._failure or f"{status} before its first new step"}))
+
+    def _report_unsent(self, path: Optional[Path]) -> None:
+        if path is None:
+            return
+        message = (f"The tracking store {self.tracking_uri} did not take everything of run {self.run_id}; "
+                   f"what it did not take is in {path}. Once the store answers again, send it with: "
+                   f"{replay_command(path)}")
+        log.warning(message)
+        print(message)

@@ -3,6 +3,7 @@ mlflow: runs read back as ``RunRecord``, error tags, SQLite store paths, batchin
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, Iterable, List, Mapping, Optional
@@ -10,6 +11,12 @@ from typing import Any, Dict, Iterable, List, Mapping, Optional
 # A run's failure reason, as a tag (MLflow allows 8000 characters; the head says why).
 ERROR_TAG = "error"
 MAX_ERROR_LENGTH = 2000
+# A resume that failed before its first new step leaves its run as it was, with only this tag set.
+FAILED_ATTEMPT_TAG = "resume/failed_attempt"
+# How MLflow's REST client words a request that never got an answer (refused, timed out, retries
+# exhausted) and the statuses a proxy answers for a server behind it that is down.
+UNANSWERED_REQUEST = re.compile(r"API request to \S+ failed with (timeout )?exception|"
+                                r"failed with error code (502|503|504)\b")
 
 
 @dataclass
@@ -53,7 +60,7 @@ def sqlite_path(tracking_uri: str) -> Optional[Path]:
 def error_text(exc: BaseException) -> str:
     """``ValueError: optim.lr=-1 must be > 0`` on one line, cut to a tag-sized head."""
     lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-    text = f"{type(exc).__name__}: {' | '.join(lines)}"
+    text = f"{type(exc).__name__}: {' | '.join(lines)}" if lines else type(exc).__name__
     return text if len(text) <= MAX_ERROR_LENGTH else text[: MAX_ERROR_LENGTH - 3] + "..."
 
 
@@ -61,6 +68,14 @@ def is_transient(exc: Exception) -> bool:
     """A locked/busy database (MLflow reports it as TEMPORARILY_UNAVAILABLE), not a real error."""
     text = str(exc).lower()
     return getattr(exc, "error_code", "") == "TEMPORARILY_UNAVAILABLE" or "database is locked" in text
+
+
+def is_unreachable(exc: BaseException) -> bool:
+    """The tracking server did not answer (down, restarting, network gone): worth trying again later,
+    unlike a refusal of what was sent."""
+    if isinstance(exc, (ConnectionError, TimeoutError)):
+        return True
+    return bool(UNANSWERED_REQUEST.search(str(exc)))
 
 
 def str_dict(values: Mapping[str, Any]) -> Dict[str, str]:

@@ -30,3 +30,28 @@ def with_retries(call: Callable[..., T], *args: Any, **kwargs: Any) -> T:
             time.sleep(delay * (0.5 + random.random()))
             delay = min(delay * 2, RETRY_MAX_DELAY_S)
     raise AssertionError("unreachable")
+
+
+class Backoff:
+    """When to try a tracking server that stopped answering again: not before a pause that doubles
+    with every failure (``first_delay_s`` up to ``max_delay_s``), so a training run spends at most one
+    bounded attempt per pause on it; a success resets the pause."""
+
+    def __init__(self, first_delay_s: float = 1.0, max_delay_s: float = 30.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.first_delay_s, self.max_delay_s, self._clock = first_delay_s, max_delay_s, clock
+        self.failures = 0
+        self._next_try = 0.0
+
+    def ready(self) -> bool:
+        return self._clock() >= self._next_try
+
+    def failed(self) -> float:
+        """Record a failed attempt; the pause before the next one, in seconds."""
+        delay = min(self.first_delay_s * 2 ** self.failures, self.max_delay_s)
+        self.failures += 1
+        self._next_try = self._clock() + delay
+        return delay
+
+    def succeeded(self) -> None:
+        self.failures, self._next_try = 0, 0.0

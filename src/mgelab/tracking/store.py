@@ -19,6 +19,7 @@ from mlflow.exceptions import MlflowException
 from mgelab.tracking.client import RetryingClient
 from mgelab.tracking.metric_buffer import MetricRow
 from mgelab.tracking.params import fit_param
+from mgelab.tracking.reachability import check_tracking_uri
 from mgelab.tracking.records import RunRecord, chunks, sqlite_path, str_dict, to_record
 
 # MLflow 3's UI shows an experiment of this kind as a table of training runs (not its GenAI view).
@@ -31,7 +32,9 @@ MAX_METRICS_PER_BATCH = 1000
 def prepare_store(tracking_uri: str, experiment_name: str, artifact_location: Optional[str] = None) -> str:
     """Create the store (schema migrations) and the experiment; return the experiment id. Called once
     before multirun jobs start (concurrent first-time creation of an SQLite store or of one experiment
-    races); safe to call again: it finds what exists."""
+    races); safe to call again: it finds what exists. A tracking server that does not answer raises
+    ``reachability.TrackingUnavailable`` within seconds."""
+    check_tracking_uri(tracking_uri)
     db_file = sqlite_path(tracking_uri)
     if db_file is not None:
         db_file.parent.mkdir(parents=True, exist_ok=True)
@@ -55,11 +58,12 @@ def prepare_store(tracking_uri: str, experiment_name: str, artifact_location: Op
 
 
 class TrackingStore:
-    """Runs of one store addressed by id: a run logger's writes, a sweep's parent run, queries for reports."""
+    """Runs of one store addressed by id: a run logger's writes, a sweep's parent run, queries for reports.
+    ``bounded``: calls to a tracking server make one short attempt (for callers that retry later)."""
 
-    def __init__(self, tracking_uri: str) -> None:
+    def __init__(self, tracking_uri: str, bounded: bool = False) -> None:
         self.tracking_uri = tracking_uri
-        self.client = RetryingClient(tracking_uri)
+        self.client = RetryingClient(tracking_uri, bounded=bounded)
 
     def create_run(self, experiment_id: str, run_name: Optional[str], tags: Mapping[str, Any]) -> str:
         return self.client.create_run(experiment_id, run_name=run_name, tags=str_dict(tags)).info.run_id
@@ -86,11 +90,29 @@ class TrackingStore:
     def log_artifact(self, run_id: str, path: Path | str, artifact_path: Optional[str] = None) -> None:
         self.client.log_artifact(run_id, str(path), artifact_path)
 
-    def terminate(self, run_id: str, status: str) -> None:
-        self.client.set_terminated(run_id, status)
+    def terminate(self, run_id: str, status: str, end_time_ms: Optional[int] = None) -> None:
+        self.client.set_terminated(run_id, status, end_time_ms)
 
     def reopen(self, run_id: str) -> None:
         self.client.update_run(run_id, status="RUNNING")
+
+    def apply(self, run_id: str, entry: Mapping[str, Any]) -> None:
+        """Send one ``spool`` entry (what a run logger writes, live or replayed) to the run."""
+        kind = entry["kind"]
+        if kind == "metrics":
+            self.log_metric_rows(run_id, entry["rows"])
+        elif kind == "tags":
+            self.set_tags(run_id, entry["tags"])
+        elif kind == "params":
+            self.log_params(run_id, entry["params"])
+        elif kind == "artifact":
+            self.log_artifact(run_id, entry["path"], entry.get("artifact_path"))
+        elif kind == "status" and entry["status"] == "RUNNING":
+            self.reopen(run_id)
+        elif kind == "status":
+            self.terminate(run_id, entry["status"], entry.get("end_time"))
+        else:
+            raise ValueError(f"unknown tracking entry kind {kind!r}: {dict(entry)}")
 
     def last_steps(self, run_id: str) -> Dict[str, int]:
         """The highest step logged so far for each metric of a run."""
@@ -132,6 +154,10 @@ class TrackingStore:
             if not token:
                 break
         return records if max_results is None else records[:max_results]
+
+    def metric_values(self, run_id: str, key: str) -> List[Tuple[int, int, float]]:
+        """``(step, timestamp ms, value)`` of every logged value: what identifies one in MLflow."""
+        return [(m.step, m.timestamp, m.value) for m in self.client.get_metric_history(run_id, key)]
 
     def metric_history(self, run_id: str, key: str) -> List[Tuple[int, float]]:
         """``(step, value)`` of every logged value, in step order."""
