@@ -18,10 +18,10 @@ import hydra
 from omegaconf import DictConfig
 
 import mgelab.config  # noqa: F401  (registers the resolvers and schemas conf/ uses)
-from mgelab.config.preflight import ConfigError, check_command_line
-from mgelab.config.validate import ConfigValueError, validate_config
+from mgelab.config.preflight import check_command_line
 from mgelab.run import train
-from mgelab.run.cli import end_clearly, run_command
+from mgelab.run.cli import CONFIG_ERRORS, USER_ERRORS, end_clearly, run_command
+from mgelab.run.training import check_runnable
 
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
 
@@ -33,7 +33,7 @@ def main(cfg: DictConfig) -> float:
 
 if __name__ == "__main__":
     try:
-        check_command_line(sys.argv[1:], CONF_DIR, "train", validate_config)
-    except (ConfigError, ConfigValueError) as error:
+        check_command_line(sys.argv[1:], CONF_DIR, "train", check_runnable)
+    except (*CONFIG_ERRORS, *USER_ERRORS) as error:
         end_clearly(error)
     main()

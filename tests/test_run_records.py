@@ -131,3 +131,10 @@ def test_missing_data_ends_with_its_message_and_status_1(tmp_path):
     proc = run_script(tmp_path, *offline, "trainer.max_epochs=1", check=False)
     assert proc.returncode == 1 and "Traceback" not in proc.stderr
     assert "train-images-idx3-ubyte.gz" in proc.stderr  # the file, and what to do (mirror, copy)
+
+
+def test_an_unreachable_tracking_server_ends_with_the_ways_out_and_creates_nothing(tmp_path):
+    proc = run_script(tmp_path, *MLP, "logger.tracking_uri=http://127.0.0.1:9", check=False)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert "http://127.0.0.1:9" in proc.stderr and "logger=none" in proc.stderr
+    assert not (tmp_path / "runs").exists() and not (tmp_path / "mlflow.db").exists()

@@ -16,6 +16,7 @@ from mgelab.config.preflight import ConfigError
 from mgelab.config.validate import ConfigValueError
 from mgelab.data.errors import DataError
 from mgelab.run.resume import ResumeConfigMismatch
+from mgelab.tracking.reachability import TrackingUnavailable
 
 EXIT_CONFIG = 2
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report a Ctrl-C
@@ -23,7 +24,7 @@ EXIT_FAILED = 1
 
 CONFIG_ERRORS: Tuple[Type[BaseException], ...] = (ConfigError, ConfigValueError, ResumeConfigMismatch)
 # Failures the user can act on from the message alone (a file, a checkpoint, a server).
-USER_ERRORS: Tuple[Type[BaseException], ...] = (DataError, CheckpointError, FileNotFoundError)
+USER_ERRORS: Tuple[Type[BaseException], ...] = (DataError, CheckpointError, FileNotFoundError, TrackingUnavailable)
 
 
 def exit_status(exc: BaseException) -> int:

@@ -25,6 +25,7 @@ RESUME_NEUTRAL_KEYS = (
     "paths.",
     "logger.tracking_uri",
     "logger.artifact_location",
+    "logger.spool_dir",
     "data.data_dir",
     "sweep.",
 )

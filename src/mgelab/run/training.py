@@ -16,6 +16,7 @@ from mgelab.run.experiment import run_experiment
 from mgelab.run.resume import ResumePlan, plan_resume, verified
 from mgelab.tracking.objective import objective_value
 from mgelab.tracking.params import flatten
+from mgelab.tracking.reachability import check_tracking_uri
 from mgelab.tracking.store import TrackingStore
 from mgelab.tracking.sweep_job import skip_finished
 from mgelab.train import FitResult, seed_everything
@@ -31,7 +32,7 @@ def train(cfg: DictConfig) -> float:
     stored = finished_job_value(cfg)
     if stored is not None:
         return stored
-    validate_config(cfg)  # before anything is opened: a config that cannot run records nothing
+    check_runnable(cfg)  # before anything is opened: a run that cannot start records nothing
     seed_everything(cfg.seed)
     # Before any model is built: parameters live on the device that was default then.
     select_device(cfg.trainer.device, cfg.trainer.cpu_threads)
@@ -45,6 +46,13 @@ def train(cfg: DictConfig) -> float:
         result = fit_and_track(cfg, logger, resume, continued)
     print_summary(result, logger)
     return result.best_value
+
+
+def check_runnable(cfg: DictConfig) -> None:
+    """Every value valid, and the tracking store reachable (a server that is down fails in seconds)."""
+    validate_config(cfg)
+    if get_class(cfg.logger._target_).has_store:
+        check_tracking_uri(cfg.logger.tracking_uri)
 
 
 def finished_job_value(cfg: DictConfig) -> Optional[float]:
