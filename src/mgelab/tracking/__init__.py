@@ -2,6 +2,10 @@
 
 ``client`` (retried MLflow calls), ``store`` (creating and querying the store), ``mlflow_logger``
 (the run logger), ``model_logging`` (pyfunc models and the registry), ``artifacts`` (a run's files
-downloaded). MLflow-free: ``base``, ``records``, ``retry``, ``metric_buffer``, ``params``,
-``provenance``. The layer's rule: no Hydra, no trainer, no MegEngine and no serving or deploy code.
+downloaded), ``reachability`` (a tracking server checked before a run starts), ``outbox`` and
+``spool`` (what a server that went away could not take, held, retried and written to the run
+directory), ``replay`` (that file sent into its run later), ``objective`` (the value a run hands
+its sweeper), ``sweep`` and ``sweep_job`` (a sweep's parent and child runs). MLflow-free: ``base``,
+``records``, ``retry``, ``metric_buffer``, ``params``, ``provenance``. The layer's rule: no Hydra,
+no trainer, no MegEngine and no serving or deploy code.
 """
