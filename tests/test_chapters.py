@@ -64,6 +64,9 @@ def test_chapter_runs_a_few_steps(train_run, http_server, name):
     metrics = done.metrics
     assert metrics["best_epoch"] == 1.0 and math.isfinite(metrics["test/loss"])
     assert done.value == metrics["monitor/best_value"]  # what train() returned is what the run recorded
+    params = done.run.data.params
+    assert params["optim.name"] in {"sgd", "adam", "adamw"}, params["optim.name"]  # a choice's name, not its repr
+    assert params["optim.schedule.kind"] in {"none", "step", "cosine"}
     assert (done.run_dir / "plots" / "learning_curves.png").is_file()
     if done.run.data.params["data_info.task"] == "regression":
         assert {"baseline/test_r2", "baseline/test_mae"} <= set(metrics)

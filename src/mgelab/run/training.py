@@ -48,6 +48,11 @@ def train(cfg: DictConfig) -> float:
     return result.best_value
 
 
+def plain_config(cfg: DictConfig) -> Dict[str, Any]:
+    """The resolved config as plain values: choices as their names (``sgd``), not ``OptimName.sgd``."""
+    return OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)
+
+
 def check_runnable(cfg: DictConfig) -> None:
     """Every value valid, and the tracking store reachable (a server that is down fails in seconds)."""
     validate_config(cfg)
@@ -64,7 +69,7 @@ def finished_job_value(cfg: DictConfig) -> Optional[float]:
 
 def resume_plan(cfg: DictConfig) -> Optional[ResumePlan]:
     """None (start afresh), or the checkpoint to continue (``mgelab.run.resume`` says which)."""
-    config = OmegaConf.to_container(cfg, resolve=True)
+    config = plain_config(cfg)
     return plan_resume(cfg.trainer.resume, config, Path(cfg.trainer.checkpoint_dir), Path(cfg.paths.output_dir))
 
 
@@ -92,7 +97,7 @@ def open_logger(cfg: DictConfig, plan: Optional[ResumePlan]) -> Tuple[Any, bool]
 
 
 def fit_and_track(cfg: DictConfig, logger, resume: Optional[Path], continued: bool) -> FitResult:
-    config = OmegaConf.to_container(cfg, resolve=True)
+    config = plain_config(cfg)
     if continued:  # the run's tags and params are there already
         logger.set_tags({"resumed_from": str(resume)})
     else:
