@@ -165,13 +165,6 @@ def test_unknown_group_option_lists_the_valid_ones(compose_cfg, group):
 # --- one source per setting: each option composes the code's defaults unless it says why -------
 # The settings an option exists to choose, where it differs from the constructor's default.
 OPTION_CHOICES = {
-    # 16 512 training rows of 8 features: small steps, and val/test in one batch each.
-    "data/california_housing": {"batch_size", "eval_batch_size"},
-    # A mirrored digit is another glyph; the IDX base class flips by default (for Fashion-MNIST).
-    "data/mnist": {"flip"},
-    # A few hundred in-memory samples, a few batches of each.
-    "data/synthetic": {"batch_size", "eval_batch_size", "val_size"},
-    "data/synthetic_line": {"batch_size", "eval_batch_size"},
     # Where the ImageNet weights come from (load_pretrained's options); the builder's default is none.
     "model/resnet18": {"weights"},
     # Adam's usual learning rate; AdamW also decouples a weight decay.

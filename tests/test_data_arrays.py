@@ -8,6 +8,7 @@ import pytest
 from data_fixtures import payload_sha_of, write_tiny_dataset
 from mgelab.data.arrays import Split, carve_validation
 from mgelab.data.fashion_mnist import FashionMNIST
+from mgelab.data.settings import SampleInfo
 from mgelab.data.synthetic import SyntheticImages
 
 
@@ -31,6 +32,20 @@ def test_validation_is_carved_disjoint_and_seeded():
 def test_val_size_too_large_names_the_key():
     with pytest.raises(ValueError, match="data.val_size"):
         _ = data(val_size=100).splits
+
+
+@pytest.mark.parametrize("value", ["abc", 1.5, -1, True])
+def test_a_val_size_that_is_no_size_fails_when_built(value):
+    """Not a fraction or a whole count: refused by the constructor, before any data is read."""
+    with pytest.raises(ValueError, match=r"data.val_size=.* must be a fraction in \[0, 1\) or a whole count"):
+        data(val_size=value)
+
+
+def test_synthetic_images_state_their_sample_and_need_few_batches_by_default():
+    images = SyntheticImages(image_shape=(3, 5, 7), num_classes=6)
+    assert images.declared_sample() == SampleInfo((3, 5, 7), "classification", 6)
+    assert images.split_size("val") == 64 and images.num_train_batches() == 6  # 192 rows, batches of 32
+    assert images.declared_sample() == SampleInfo(images.input_shape, images.task, images.num_outputs)
 
 
 def test_train_batches_cover_the_split_once_in_seeded_order():

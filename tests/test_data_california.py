@@ -21,6 +21,7 @@ from mgelab.data.california_housing import (
 )
 from mgelab.data.errors import DataError
 from mgelab.data.fetch import RemoteFile, fetch_files
+from mgelab.data.settings import SampleInfo
 
 # The real first row: longitude, latitude, age, rooms, bedrooms, population, households, income, value.
 FIRST_ROW = (-122.23, 37.88, 41.0, 880.0, 129.0, 322.0, 126.0, 8.3252, 452600.0)
@@ -72,7 +73,9 @@ def test_features_are_derived_per_household(tmp_path):
 def test_downloads_by_id_saves_by_name_and_splits_3_1_1(tmp_path, served):
     server, archive = served
     data = module(tmp_path, server, archive)
+    declared = data.declared_sample()  # from the settings alone
     assert data.task == "regression" and data.num_outputs == 1 and data.input_shape == (8,)
+    assert declared == SampleInfo(data.input_shape, data.task, data.num_outputs)
     assert data.feature_names == FEATURE_NAMES
     assert [data.split_size(s) for s in ("train", "val", "test")] == [30, 10, 10]
     assert server.counts[ARCHIVE.remote_name] == 1
@@ -147,4 +150,6 @@ def test_config_instantiates_with_3_1_1_defaults(compose_cfg):
     data = instantiate(compose_cfg(["data=california_housing"]).data)
     assert isinstance(data, CaliforniaHousing) and data.name == "california_housing"
     assert (data.test_size, data.val_size, data.normalization) == (0.2, 0.25, "per_channel")
+    # 16 512 training rows: small training batches, val and test in one batch each (the class's defaults).
+    assert (data.batch_size, data.eval_batch_size) == (64, 4096)
     assert data.base_url == "https://ndownloader.figshare.com/files" and data._splits is None

@@ -20,6 +20,7 @@ from mgelab.data.cifar10 import (
     load_cifar10_archive,
 )
 from mgelab.data.errors import DataError
+from mgelab.data.settings import SampleInfo
 
 PER_BATCH, N_TEST = 6, 5
 NAMES = [f"class-{i}" for i in range(10)]  # not the real names: proves they come from batches.meta
@@ -63,7 +64,9 @@ def served(http_server) -> tuple:
 def test_loads_channels_first_rgb_with_names_from_meta(tmp_path, served):
     server, content, archive = served
     data = module(tmp_path, server.url, archive)
+    declared = data.declared_sample()  # from the settings alone
     assert data.num_classes == 10 and data.input_shape == (3, 32, 32)
+    assert declared == SampleInfo(data.input_shape, data.task, data.num_outputs)
     assert [data.split_size(s) for s in ("train", "val", "test")] == [24, 6, N_TEST]
     assert data.class_names == NAMES
     assert server.counts[ARCHIVE.name] == 1 and (tmp_path / "data" / "cifar-10" / ARCHIVE.name).is_file()
@@ -191,3 +194,9 @@ def test_config_sets_augmentation_and_hash(compose_cfg):
     assert isinstance(data, CIFAR10) and data.name == "cifar10" and data.num_classes == 10
     assert (data.use_augmentation, data.crop_padding, data.flip) == (True, 2, False)
     assert data.sha256 == {ARCHIVE.name: "ab" * 32} and data._splits is None
+
+
+@pytest.mark.parametrize("resize", ["abc", 0, [32], [32, 0], True])
+def test_a_bad_resize_names_the_key(tmp_path, resize):
+    with pytest.raises(ValueError, match="data.resize"):
+        CIFAR10(data_dir=str(tmp_path), resize=resize)

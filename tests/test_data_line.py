@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from hydra.utils import instantiate
 
+from mgelab.data.settings import SampleInfo
 from mgelab.data.synthetic_line import SyntheticLine
 
 
@@ -17,6 +18,7 @@ def all_points(data: SyntheticLine) -> tuple:
 
 def test_defaults_are_100_points_around_5x_plus_2():
     data = SyntheticLine(seed=0)
+    assert data.declared_sample() == SampleInfo((1,), "regression", 1)  # stated before the points are drawn
     assert data.task == "regression" and data.num_outputs == 1 and data.input_shape == (1,)
     assert [data.split_size(s) for s in ("train", "val", "test")] == [60, 20, 20]
     split = data.splits["train"]
@@ -60,7 +62,8 @@ def test_size_slope_intercept_noise_and_split_sizes_are_configurable():
 @pytest.mark.parametrize(
     "options, key",
     [({"test_size": 100}, "data.test_size"), ({"test_size": 0}, "data.test_size"), ({"size": 2}, "data.size"),
-     ({"noise": -1.0}, "data.noise"), ({"val_size": 80}, "data.val_size")],
+     ({"noise": -1.0}, "data.noise"), ({"val_size": 80}, "data.val_size"), ({"test_size": "abc"}, "data.test_size"),
+     ({"test_size": 2.5}, "data.test_size"), ({"val_size": -1}, "data.val_size")],
 )
 def test_bad_sizes_name_the_key(options, key):
     with pytest.raises(ValueError, match=key):

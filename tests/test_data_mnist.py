@@ -12,6 +12,7 @@ from mgelab.data.fashion_mnist import FashionMNIST
 from mgelab.data.fashion_mnist_files import DEBIAN_DIR, FASHION_MNIST_URL
 from mgelab.data.idx_datasets import IdxImageDataModule
 from mgelab.data.mnist import MNIST, MNIST_FILES, MNIST_URL
+from mgelab.data.settings import SampleInfo
 
 
 def overrides(tiny) -> dict:
@@ -24,7 +25,9 @@ def test_mnist_downloads_verifies_and_batches(tmp_path, http_server):
     module = MNIST(data_dir=str(tmp_path / "data"), base_url=http_server.url, sha256=overrides(tiny),
                    val_size=4, batch_size=5)
     assert module._splits is None  # nothing fetched before the data is used
-    assert module.input_shape == (1, 28, 28)
+    declared = module.declared_sample()  # from the settings alone
+    assert module._splits is None and module.input_shape == (1, 28, 28)
+    assert declared == SampleInfo(module.input_shape, module.task, module.num_outputs)
     assert module.num_classes == 10 and module.class_names == [str(d) for d in range(10)]
     assert [module.split_size(s) for s in ("train", "val", "test")] == [8, 4, 8]
     np.testing.assert_array_equal(module.splits["test"].inputs[:, 0], tiny.split("test")[0])
@@ -98,3 +101,9 @@ def test_idx_images_augment_when_asked_and_keep_labels(tmp_path, http_server):
 def test_mnist_config_does_not_flip_digits(compose_cfg):
     cfg = compose_cfg(["data=mnist", "data.augment=true"])
     assert cfg.data.flip is False and cfg.data.crop_padding == 2
+
+
+def test_mnist_does_not_flip_by_default_fashion_mnist_does(tmp_path):
+    """A mirrored digit is another glyph; clothing is left-right symmetric enough."""
+    digits, clothes = MNIST(data_dir=str(tmp_path), augment=True), FashionMNIST(data_dir=str(tmp_path), augment=True)
+    assert (digits.flip, clothes.flip) == (False, True)

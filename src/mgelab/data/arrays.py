@@ -11,6 +11,8 @@ from typing import Dict, Iterator, Optional, Sequence, Tuple
 
 import numpy as np
 
+from mgelab.data.settings import SampleInfo, check_split_size
+
 Batch = Tuple[np.ndarray, np.ndarray]
 SPLITS = ("train", "val", "test")
 # per_channel: one mean/std per image channel, or per feature for (N, D) inputs.
@@ -104,6 +106,10 @@ class ArrayDataModule:
     """
 
     task = "classification"
+    # One sample's input shape and (regression) target count, where the class knows them without
+    # reading the data; None: only the data can say. ``declared_sample`` reports them.
+    sample_shape: Optional[Tuple[int, ...]] = None
+    target_size: Optional[int] = None
 
     def __init__(
         self,
@@ -117,10 +123,12 @@ class ArrayDataModule:
         class_names: Optional[Sequence[str]] = None,
         normalization: str = "per_channel",
     ) -> None:
-        if batch_size <= 0 or eval_batch_size <= 0:
-            raise ValueError(f"data.batch_size must be positive, got {batch_size}/{eval_batch_size}")
+        for key, size in (("batch_size", batch_size), ("eval_batch_size", eval_batch_size)):
+            if size <= 0:
+                raise ValueError(f"data.{key}={size} must be a positive number of samples")
         if normalization not in NORMALIZATIONS:
             raise ValueError(f"data.normalization={normalization!r} is unknown; choose from {NORMALIZATIONS}")
+        check_split_size("data.val_size", val_size)
         self.normalization = normalization
         self.name = name
         self.batch_size = int(batch_size)
@@ -151,6 +159,17 @@ class ArrayDataModule:
     @property
     def input_shape(self) -> Tuple[int, ...]:
         return tuple(self.splits["train"].inputs.shape[1:])
+
+    def declared_sample(self) -> Optional[SampleInfo]:
+        """The sample shape, task and output count the settings state, or None when they are
+        known only once the data is read. Reads nothing, so a config is checked offline."""
+        if self.task == "classification":
+            outputs = len(self._class_names) if self._class_names is not None else None
+        else:
+            outputs = self.target_size
+        if self.sample_shape is None or outputs is None:
+            return None
+        return SampleInfo(tuple(self.sample_shape), self.task, outputs)
 
     @property
     def num_classes(self) -> int:

@@ -18,7 +18,7 @@ from mgelab.data.augment import CropFlipAugmentation
 from mgelab.data.errors import DataError
 from mgelab.data.fetch import RemoteFile
 from mgelab.data.remote import RemoteDataModule, iter_tar_members
-from mgelab.data.resize import ResizeOnTheFly
+from mgelab.data.resize import ResizeOnTheFly, Size
 
 CIFAR10_URL = "https://www.cs.toronto.edu/~kriz"
 ARCHIVE = RemoteFile("cifar-10-python.tar.gz", md5="c58f30108f718f92721af3b95e74349a")
@@ -109,9 +109,10 @@ class CIFAR10(ResizeOnTheFly, CropFlipAugmentation, RemoteDataModule):
     default_base_url = CIFAR10_URL
     default_name = "cifar10"
     default_class_names = CLASS_NAMES
+    sample_shape = IMAGE_SHAPE  # before resize=, which ResizeOnTheFly applies to it
 
     def __init__(self, data_dir: str, *, augment: bool = False, crop_padding: int = 4, flip: bool = True,
-                 resize: Optional[int] = None, **options) -> None:
+                 resize: Optional[Size] = None, **options) -> None:
         super().__init__(data_dir, **options)
         self.set_augmentation(augment, crop_padding, flip)
         self.set_resize(resize)

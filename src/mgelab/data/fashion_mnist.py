@@ -26,3 +26,4 @@ class FashionMNIST(IdxImageDataModule):
     default_name = "fashion_mnist"
     default_class_names = CLASS_NAMES
     hint = DEBIAN_HINT
+    sample_shape = (1, 28, 28)

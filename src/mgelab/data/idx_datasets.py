@@ -85,7 +85,7 @@ class IdxImageDataModule(CropFlipAugmentation, RemoteDataModule):
     default_base_url, default_name, default_class_names and optionally
     default_system_dirs and hint. Constructor: data_dir, augment=False, crop_padding=2,
     flip=True, then RemoteDataModule's options. augment=True crops and flips training
-    batches (flip suits clothing, not digits: set flip=false for MNIST).
+    batches (flip suits clothing, not digits: MNIST's own default is flip=False).
     """
 
     def __init__(self, data_dir: str, *, augment: bool = False, crop_padding: int = 2, flip: bool = True,

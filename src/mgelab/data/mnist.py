@@ -20,11 +20,16 @@ CLASS_NAMES = tuple(str(digit) for digit in range(10))
 
 
 class MNIST(IdxImageDataModule):
-    """Constructor: data_dir, mirror=None, base_url=MNIST_URL, verify=True, sha256=None,
-    system_dirs=(), name="mnist", **batching (see RemoteDataModule)."""
+    """Constructor: data_dir, flip=False, then IdxImageDataModule's options (mirror=None,
+    base_url=MNIST_URL, verify=True, sha256=None, system_dirs=(), name="mnist", **batching)."""
 
     cache_name = "mnist"
     remote_files = MNIST_FILES
     default_base_url = MNIST_URL
     default_name = "mnist"
     default_class_names = CLASS_NAMES
+    sample_shape = (1, 28, 28)
+
+    def __init__(self, data_dir: str, *, flip: bool = False, **options) -> None:
+        # No flip by default, even with augment=true: a mirrored digit is another glyph (or none).
+        super().__init__(data_dir, flip=flip, **options)

@@ -10,10 +10,13 @@ normalisation works as for any other batch.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from functools import lru_cache
-from typing import Optional, Tuple, Union
+from typing import Optional, Sequence, Tuple, Union
 
 import numpy as np
+
+from mgelab.data.settings import SampleInfo
 
 Size = Union[int, Tuple[int, int]]
 
@@ -33,11 +36,18 @@ def interpolation_matrix(in_size: int, out_size: int) -> np.ndarray:
     return matrix.astype(np.float32)
 
 
+def _pixels(value: object) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool) and value >= 1
+
+
 def target_size(size: Size) -> Tuple[int, int]:
-    height, width = (size, size) if isinstance(size, (int, np.integer)) else tuple(size)
-    if int(height) < 1 or int(width) < 1:
-        raise ValueError(f"data.resize={size!r} must be a positive size in pixels (or null: no resize)")
-    return int(height), int(width)
+    """(height, width) of ``size``: one size for both, or a pair. The config schema cannot type this
+    union, so it is checked here, when the data module is built."""
+    pair = size if isinstance(size, Sequence) and not isinstance(size, str) else (size, size)
+    if len(pair) != 2 or not all(_pixels(side) for side in pair):
+        raise ValueError(f"data.resize={size!r} must be a positive size in pixels or [height, width] "
+                         "of them (or null: no resize)")
+    return int(pair[0]), int(pair[1])
 
 
 def resize_batch(images: np.ndarray, size: Size) -> np.ndarray:
@@ -69,6 +79,12 @@ class ResizeOnTheFly:
     def input_shape(self) -> Tuple[int, ...]:
         shape = super().input_shape  # type: ignore[misc]
         return shape if self.resize is None else tuple(shape[:-2]) + self.resize
+
+    def declared_sample(self) -> Optional[SampleInfo]:
+        sample = super().declared_sample()  # type: ignore[misc]
+        if sample is None or self.resize is None:
+            return sample
+        return replace(sample, shape=tuple(sample.shape[:-2]) + self.resize)
 
     def _prepare(self, inputs: np.ndarray) -> np.ndarray:
         if self.resize is not None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Dict, Sequence
+from typing import Dict, Sequence, Tuple
 
 import numpy as np
 
@@ -24,14 +24,23 @@ class SyntheticImages(ArrayDataModule):
         test_size: int = 128,
         noise: float = 40.0,
         name: str = "synthetic",
+        batch_size: int = 32,
+        eval_batch_size: int = 256,
+        val_size: float | int = 64,
         **batching,
     ) -> None:
-        super().__init__(name=name, class_names=[f"class{i}" for i in range(num_classes)], **batching)
+        # A few batches of each split of a few hundred samples.
+        super().__init__(name=name, class_names=[f"class{i}" for i in range(num_classes)], batch_size=batch_size,
+                         eval_batch_size=eval_batch_size, val_size=val_size, **batching)
         self._num_classes = int(num_classes)
         self.image_shape = tuple(int(s) for s in image_shape)
         self.train_size = int(train_size)
         self.test_size = int(test_size)
         self.noise = float(noise)
+
+    @property
+    def sample_shape(self) -> Tuple[int, ...]:
+        return self.image_shape
 
     def _sample(self, rng: np.random.Generator, templates: np.ndarray, n: int) -> Split:
         labels = rng.integers(0, self._num_classes, size=n).astype(np.int32)

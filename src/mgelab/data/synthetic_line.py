@@ -12,6 +12,7 @@ from typing import Dict
 import numpy as np
 
 from mgelab.data.arrays import ArrayDataModule, Split, hold_out_test
+from mgelab.data.settings import check_split_size
 
 
 class SyntheticLine(ArrayDataModule):
@@ -23,6 +24,8 @@ class SyntheticLine(ArrayDataModule):
     """
 
     task = "regression"
+    sample_shape = (1,)
+    target_size = 1
 
     def __init__(
         self,
@@ -35,15 +38,17 @@ class SyntheticLine(ArrayDataModule):
         val_size: float | int = 20,
         normalization: str = "none",
         name: str = "synthetic_line",
+        batch_size: int = 10,
+        eval_batch_size: int = 100,
         **batching,
     ) -> None:
-        super().__init__(name=name, val_size=val_size, normalization=normalization, **batching)
+        super().__init__(name=name, val_size=val_size, normalization=normalization, batch_size=batch_size,
+                         eval_batch_size=eval_batch_size, **batching)
         if int(size) < 3:
             raise ValueError(f"data.size={size}: need at least 3 points (train, val and test)")
         if noise < 0 or x_range <= 0:
             raise ValueError(f"data.noise={noise} must be >= 0 and data.x_range={x_range} > 0")
-        if not test_size > 0:
-            raise ValueError(f"data.test_size={test_size} must be a fraction in (0, 1) or a count >= 1")
+        check_split_size("data.test_size", test_size, allow_zero=False)
         self.size = int(size)
         self.slope = float(slope)
         self.intercept = float(intercept)
