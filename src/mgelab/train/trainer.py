@@ -86,8 +86,12 @@ class Trainer:
             raise ValueError(f"trainer.max_epochs={max_epochs} must be >= 1")
         if log_every_n_steps < 1:
             raise ValueError(f"trainer.log_every_n_steps={log_every_n_steps} must be >= 1")
-        if monitor_mode not in ("max", "min", "auto"):
-            raise ValueError(f"trainer.monitor_mode={monitor_mode!r} must be 'max', 'min' or 'auto'")
+        limit = limit_train_batches
+        count = isinstance(limit, int) and not isinstance(limit, bool) and limit >= 1
+        if not (limit is None or count or (isinstance(limit, float) and 0 < limit <= 1)):
+            # An int or a float: the schema cannot type the union, so the value is checked here.
+            raise ValueError(f"trainer.limit_train_batches={limit!r} must be an int >= 1 (batches per epoch), "
+                             "a fraction in (0, 1] of the epoch, or null (all)")
         if limit_eval_batches is not None and limit_eval_batches < 1:
             raise ValueError(f"trainer.limit_eval_batches={limit_eval_batches} must be >= 1 or null")
         if checkpoint_every_n_steps is not None and checkpoint_every_n_steps < 1:
@@ -101,6 +105,9 @@ class Trainer:
         self.keep_last, self.keep_best = int(keep_last), int(keep_best)
         self.resume = resume
         self.monitor, self.monitor_mode = monitor, monitor_mode
+        # The task's rule refuses an unknown monitor_mode (both tasks the same); asked now, so a bad
+        # mode fails when the trainer is built, not after the first epoch.
+        self.monitored("classification")
         self.progress_bar = progress_bar
         # Informational: the run selects the device before the model is built.
         self.device, self.cpu_threads = device, int(cpu_threads)
@@ -250,14 +257,12 @@ class Trainer:
         return row[metric] if mode == "max" else -row[metric]
 
     def _batches_per_epoch(self, available: int) -> int:
-        limit = self.limit_train_batches
+        limit = self.limit_train_batches  # checked in __init__
         if limit is None:
             return available
-        if isinstance(limit, float) and 0 < limit <= 1:
+        if isinstance(limit, float):
             return max(1, int(available * limit))
-        if isinstance(limit, int) and limit >= 1:
-            return min(available, limit)
-        raise ValueError(f"trainer.limit_train_batches={limit} must be an int >= 1 or a fraction in (0, 1]")
+        return min(available, limit)
 
     def _progress(self, batches, total: int, epoch: int) -> Iterator:
         limited = (b for _, b in zip(range(total), batches))
