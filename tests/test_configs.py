@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 import inspect
+import pickle
 import typing
 from pathlib import Path
 
@@ -15,7 +16,6 @@ from hydra.utils import get_object, instantiate
 from omegaconf import OmegaConf
 
 from mgelab.config.resolvers import paths_value
-from mgelab.config.validate import validate_config
 from mgelab.models import model_spec
 from mgelab.tracking.base import NullLogger
 from mgelab.train import LRSchedule, OptimizerFactory, Trainer
@@ -101,6 +101,13 @@ def test_env_tracking_uri_overrides_default(compose_cfg, monkeypatch, tmp_path):
     assert compose_cfg([]).logger.tracking_uri == f"sqlite:///{tmp_path}/elsewhere.db"
 
 
+@pytest.mark.parametrize("overrides", [[], ["data=cifar10", "model=resnet18"]])
+def test_a_composed_config_pickles(compose_cfg, overrides):
+    """A launcher sends the config to its worker processes pickled: its schemas and Enums are found by name."""
+    cfg = compose_cfg(overrides)
+    assert pickle.loads(pickle.dumps(cfg)) == cfg
+
+
 def test_default_run_is_fashion_mnist_mlp(compose_cfg):
     cfg = compose_cfg([])
     assert (cfg.data.name, cfg.model.name) == ("fashion_mnist", "mlp")
@@ -118,39 +125,6 @@ def test_experiments_resolve_and_instantiate(compose_cfg, name):
     assert package == "# @package _global_"
     assert command.startswith(f"# python scripts/train.py experiment={name}"), f"{name}.yaml: command first"
     assert expected.startswith("# Expected:"), f"{name}.yaml: expected result and time second"
-
-
-def full_message(error: BaseException) -> str:
-    """An error and its causes: Hydra wraps OmegaConf's message about the value."""
-    parts = []
-    while error is not None:
-        parts.append(str(error))
-        error = error.__cause__ or error.__context__
-    return "\n".join(parts)
-
-
-@pytest.mark.parametrize(
-    "override, key, allowed",
-    [
-        ("optim.lr=0", "optim.lr", "> 0"),
-        ("optim.lr=fast", "optim.lr", "float"),
-        ("optim.name=rmsprop", "optim.name", "sgd, adam, adamw"),
-        ("optim/schedule=cosine optim.schedule.kind=linear", "optim.schedule.kind", "none, step, cosine"),
-        ("trainer.max_epochs=0", "trainer.max_epochs", ">= 1"),
-        ("trainer.max_epochs=ten", "trainer.max_epochs", "int"),
-        ("trainer.device=tpu", "trainer.device", "cpu, gpu, auto"),
-        ("data.batch_size=0", "data.batch_size", "positive"),
-        ("data.val_size=1.5", "data.val_size", "fraction"),
-        ("model.activation=swish", "model.activation", "relu"),
-        ("model.name=transformer", "model.name", "mlp"),
-    ],
-)
-def test_bad_values_fail_before_anything_is_built(compose_cfg, override, key, allowed):
-    """Types and choices fail while composing (schemas), ranges right after (validate_config)."""
-    with pytest.raises(Exception) as info:
-        validate_config(compose_cfg(SMALL_DATA + override.split()))
-    message = full_message(info.value)
-    assert key.split(".")[-1] in message and allowed in message, message
 
 
 @pytest.mark.parametrize("group", ["data", "model", "experiment"])

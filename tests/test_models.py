@@ -18,6 +18,7 @@ from megengine.autodiff import GradManager
 
 from mgelab.models import create_model, list_models, model_spec, models_for
 from mgelab.models.init import INIT_SCHEMES, apply_init
+from mgelab.models.registry import fit_problem
 from mgelab.models.resnet import DEPTHS
 from mgelab.nn import Conv2d
 
@@ -152,6 +153,13 @@ def test_mismatch_names_model_and_data_shape(name, shape, task, reason):
     assert f"model {name!r}" in message and str(shape) in message and reason in message
     # The message points at the models that would fit.
     assert str(models_for(shape, task)) in message
+
+
+def test_the_fit_check_needs_only_the_sample_shape_and_names_the_data():
+    assert fit_problem("cnn", (1, 28, 28), "classification") is None
+    message = fit_problem("lenet", (1, 28, 28), "classification", data="mnist")
+    assert message.startswith("model 'lenet' does not fit data 'mnist' (sample shape (1, 28, 28)")
+    assert message.endswith(f"models that fit this data: {models_for((1, 28, 28))}")
 
 
 def test_models_for_filters_by_task_and_shape():

@@ -114,6 +114,7 @@ def test_resume_auto_finds_the_checkpoints_of_its_own_run_directory(finished, tm
     ("data.batch_size=0", "data.batch_size"),
     ("optim.lr=-1", "optim.lr"),
     ("trainer.limit_train_batches=abc", "trainer.limit_train_batches"),
+    ("model.hidden_sizes=abc", "model.hidden_sizes"),
     ("trainer.max_epoch=3", "did you mean trainer.max_epochs"),
     ("model=mlpp", "did you mean mlp"),
 ])

@@ -1,8 +1,8 @@
 """The Hydra side of mgelab: resolvers and schemas used by ``conf/``, validation, callbacks.
 
 Importing this package registers the resolvers and schemas, so ``scripts/*.py`` and tests import it
-before composing a config. The schemas are derived from the trainer's and optimizer's constructors,
-so this import loads MegEngine.
+before composing a config. The schemas are derived from the constructors of the trainer, the
+optimizer and the data modules and from the model builders, so this import loads MegEngine.
 """
 
 import numpy

@@ -1,15 +1,18 @@
 """Range checks on a composed config, run before anything heavy is built: each failure names the
 key, the value and what is allowed.
 
-The checks are the constructors' own. The groups whose objects only store settings (optim with
-its schedule, trainer, data: a data module reads nothing until asked) are instantiated and their
-errors collected; the model, which would allocate its parameters, is checked through the
-functions its constructors call.
+Types and choices were checked while composing (``schema.py``); the ranges, and the types the
+schemas leave open (a split size that is a fraction or a count), are the constructors' own. The
+groups whose objects only store settings (optim with its schedule, trainer, data: a data module
+reads nothing until asked) are instantiated and their errors collected; the model, which would
+allocate its parameters, is checked through the functions its constructors call, and against the
+sample the data config states (its shape and task), so a model that cannot take the data fails
+here, offline, instead of after a download.
 """
 
 from __future__ import annotations
 
-from typing import Any, Callable, List, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
@@ -17,7 +20,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from mgelab.models.layers import make_activation
 from mgelab.models.mlp import check_dropout
-from mgelab.models.registry import model_spec
+from mgelab.models.registry import fit_problem, model_spec
 
 # Groups whose constructors are cheap and load nothing.
 LIGHT_GROUPS = ("optim", "trainer", "data")
@@ -39,12 +42,6 @@ def _message(error: BaseException) -> str:
     return str(error.args[0]) if isinstance(error, KeyError) and error.args else str(error)
 
 
-def _fraction_or_count(value: Any) -> None:
-    # The data module applies val_size only when it splits (after reading the data): check it now.
-    if not (value >= 0 and (value < 1 or float(value).is_integer())):
-        raise ValueError(f"data.val_size={value:g} must be a fraction in [0, 1) or a whole count")
-
-
 # Model options checked without building the model: (key, the check its constructor runs).
 MODEL_CHECKS: List[Tuple[str, Callable[[Any], Any]]] = [
     ("name", model_spec),
@@ -53,26 +50,44 @@ MODEL_CHECKS: List[Tuple[str, Callable[[Any], Any]]] = [
 ]
 
 
-def _check(fn: Callable[[Any], Any], value: Any, problems: List[str]) -> None:
+def _check(fn: Callable[[Any], Any], value: Any, problems: List[str]) -> Any:
+    """``fn(value)``, or None with its message added to ``problems``."""
     try:
-        fn(value)
+        return fn(value)
     except (ValueError, KeyError, TypeError, InstantiationException) as error:
         problems.append(_message(_root_cause(error)))
+        return None
+
+
+def _model_fit(model: DictConfig, data: Any) -> Optional[str]:
+    """The registry's fit check on the sample the data's settings state; None when it fits, when
+    the data can say only once it is read, or when the model name is unknown (reported already)."""
+    declared = getattr(data, "declared_sample", None)
+    sample = declared() if declared is not None else None
+    if sample is None or model.get("name") is None:
+        return None
+    try:
+        return fit_problem(model.name, sample.shape, sample.task, data=data.name)
+    except KeyError:
+        return None
 
 
 def config_problems(cfg: DictConfig) -> List[str]:
     """Every bad value of ``cfg`` (groups and keys absent from it are skipped)."""
     problems: List[str] = []
+    built: Dict[str, Any] = {}
     for group in LIGHT_GROUPS:
         if OmegaConf.select(cfg, group) is not None:
-            _check(instantiate, cfg[group], problems)
-    val_size = OmegaConf.select(cfg, "data.val_size")
-    if val_size is not None:
-        _check(_fraction_or_count, val_size, problems)
+            built[group] = _check(instantiate, cfg[group], problems)
     model = OmegaConf.select(cfg, "model")
-    for key, fn in MODEL_CHECKS if model is not None else ():
+    if model is None:
+        return problems
+    for key, fn in MODEL_CHECKS:
         if model.get(key) is not None:
             _check(fn, model[key], problems)
+    misfit = _model_fit(model, built.get("data"))
+    if misfit:
+        problems.append(misfit)
     return problems
 
 

@@ -81,6 +81,19 @@ def models_for(input_shape: Sequence[int], task: str = "classification") -> List
     return [name for name in list_models() if _problem(_REGISTRY[name], shape, task) is None]
 
 
+def fit_problem(name: str, input_shape: Sequence[int], task: str, data: Optional[str] = None) -> Optional[str]:
+    """Why model ``name`` cannot take samples of ``input_shape`` for ``task`` (naming the data, when
+    given, and the models that fit it), or None when it can. Needs only the shape, not the data:
+    ``mgelab.config.validate`` asks it with the shape a data config states, before any download."""
+    shape = tuple(int(s) for s in input_shape)
+    problem = _problem(model_spec(name), shape, task)
+    if problem is None:
+        return None
+    where = f"data {data!r}" if data else "the data"
+    return (f"model {name!r} does not fit {where} (sample shape {shape}, task {task!r}): {problem}; "
+            f"models that fit this data: {models_for(shape, task)}")
+
+
 def create_model(
     name: str,
     input_shape: Sequence[int],
@@ -95,12 +108,9 @@ def create_model(
     """
     spec = model_spec(name)
     shape = tuple(int(s) for s in input_shape)
-    problem = _problem(spec, shape, task)
+    problem = fit_problem(name, shape, task)
     if problem:
-        raise ValueError(
-            f"model {name!r} does not fit the data (sample shape {shape}, task {task!r}): {problem}; "
-            f"models that fit this data: {models_for(shape, task)}"
-        )
+        raise ValueError(problem)
     model = spec.build(input_shape=shape, num_outputs=int(num_outputs), **kwargs)
     model.registry_name = spec.name
     return model
