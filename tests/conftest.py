@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Dict, List, Optional
 
+import megengine as mge
 import pytest
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
@@ -84,7 +85,11 @@ def train_run(compose_cfg, monkeypatch) -> Callable[[List[str]], TrainedRun]:
 
     def _run(overrides: List[str]) -> TrainedRun:
         cfg = compose_cfg(overrides)
-        value = train(cfg)
+        before = mge.get_default_device()
+        try:
+            value = train(cfg)
+        finally:  # train() selects the run's device for the whole process; later tests build on the default
+            mge.set_default_device(before)
         if not get_class(cfg.logger._target_).has_store:
             return TrainedRun(value, cfg, None)
         client = MlflowClient(cfg.logger.tracking_uri)
