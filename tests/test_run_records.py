@@ -139,3 +139,9 @@ def test_an_unreachable_tracking_server_ends_with_the_ways_out_and_creates_nothi
     assert proc.returncode == 1 and "Traceback" not in proc.stderr
     assert "http://127.0.0.1:9" in proc.stderr and "logger=none" in proc.stderr
     assert not (tmp_path / "runs").exists() and not (tmp_path / "mlflow.db").exists()
+
+
+def test_a_sweep_with_a_job_that_cannot_run_starts_no_job(tmp_path):
+    proc = run_script(tmp_path, "-m", *MLP, "optim.lr=0.1,-1", check=False)
+    assert proc.returncode == 2 and "optim.lr=-1" in proc.stderr and "Traceback" not in proc.stderr
+    assert not (tmp_path / "multiruns").exists() and not (tmp_path / "mlflow.db").exists()

@@ -71,12 +71,14 @@ def test_multirun_three_models_one_experiment(tmp_path):
 
 
 def test_failing_run_is_marked_failed_with_its_config(tmp_path):
-    proc = run_script(tmp_path, *TINY, "optim.lr=-1", check=False)
-    assert proc.returncode != 0
-    assert "optim.lr=-1 must be > 0" in proc.stderr + proc.stdout
+    # A valid config whose loss overflows at once (lr 1e30): it fails while training, tracked as FAILED.
+    proc = run_script(tmp_path, *TINY, "optim.lr=1e30", check=False)
+    assert proc.returncode == 1
+    assert "loss became" in proc.stderr + proc.stdout
     _, runs = runs_of(tmp_path)
     assert [r.info.status for r in runs] == ["FAILED"]
-    assert runs[0].data.params["optim.lr"] == "-1.0" and runs[0].data.tags["model"] == "mlp"
+    assert "loss became" in runs[0].data.tags["error"]
+    assert float(runs[0].data.params["optim.lr"]) == 1e30 and runs[0].data.tags["model"] == "mlp"
 
 
 def test_logger_none_tracks_nothing(tmp_path):
