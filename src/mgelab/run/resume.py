@@ -49,9 +49,14 @@ def is_neutral(key: str) -> bool:
 def config_differences(stored: Mapping[str, Any], current: Mapping[str, Any]) -> List[str]:
     """``key: stored -> current`` for every key (neutral ones aside) whose value differs."""
     old, new = flatten(stored), flatten(current)
-    absent = "<absent>"
-    keys = sorted(k for k in set(old) | set(new) if not is_neutral(k) and old.get(k, absent) != new.get(k, absent))
-    return [f"{k}: {old.get(k, absent)!r} -> {new.get(k, absent)!r}" for k in keys]
+    # A key absent from an older checkpoint's config and null now is the same setting (a schema
+    # that gained an optional key); any other absence is a difference.
+    keys = sorted(k for k in set(old) | set(new) if not is_neutral(k) and old.get(k) != new.get(k))
+    return [f"{k}: {_shown(old, k)} -> {_shown(new, k)}" for k in keys]
+
+
+def _shown(config: Mapping[str, Any], key: str) -> str:
+    return repr(config[key]) if key in config else "<absent>"
 
 
 def stored_run_meta(checkpoint: Path) -> Dict[str, Any]:
