@@ -20,6 +20,8 @@ from hydra.errors import HydraException, MissingConfigException
 from omegaconf import DictConfig, OmegaConf, open_dict
 from omegaconf.errors import OmegaConfBaseException
 
+from mgelab.tracking.params import flatten
+
 # Where the run directory would be: interpolations need a value, nothing is created there.
 NOT_CREATED = "/nonexistent/preflight-run-dir"
 
@@ -115,24 +117,11 @@ def _explain(exc: Exception, config_dir: Path, config_name: str, overrides: List
     if full_key and ("not in struct" in str(cause) or type(cause).__name__ == "ConfigAttributeError"):
         bad = [o for o in overrides if o.split("=", 1)[0].lstrip("+~") == full_key]
         rest = [o for o in overrides if o not in bad]
-        keys = _all_keys(compose_job(config_dir, config_name, rest))
+        keys = [k for k in flatten(OmegaConf.to_container(compose_job(config_dir, config_name, rest), resolve=False))
+                if not k.startswith("hydra.")]
         near = difflib.get_close_matches(full_key, keys, n=1, cutoff=0.6)
         hint = f" Did you mean {near[0]}?" if near else " `--cfg job` prints every key."
         return f"{full_key} is not a key of this config.{hint}"
     if full_key:
         return f"{full_key}: {text}"
     return text
-
-
-def _all_keys(cfg: DictConfig, prefix: str = "") -> List[str]:
-    keys = []
-    for key in cfg.keys():
-        if not prefix and key == "hydra":
-            continue
-        name = f"{prefix}{key}"
-        node = cfg._get_node(key)
-        if isinstance(node, DictConfig):
-            keys.extend(_all_keys(node, f"{name}."))
-        else:
-            keys.append(name)
-    return keys

@@ -42,14 +42,14 @@ def end_clearly(exc: BaseException) -> None:
     sys.exit(exit_status(exc))
 
 
-def run_command(task: Callable[[DictConfig], float], cfg: DictConfig, extra_user_errors=()) -> float:
+def run_command(task: Callable[[DictConfig], float], cfg: DictConfig) -> float:
     """``task(cfg)`` for ``@hydra.main``. In a multirun a job's error is left to Hydra and the sweep
     callback (they record it and go on, or stop the sweep); a single run ends clearly."""
     if _in_multirun() or os.environ.get("HYDRA_FULL_ERROR") == "1":
         return task(cfg)
     try:
         return task(cfg)
-    except (*CONFIG_ERRORS, *USER_ERRORS, *extra_user_errors, KeyboardInterrupt) as exc:
+    except (*CONFIG_ERRORS, *USER_ERRORS, KeyboardInterrupt) as exc:
         end_clearly(exc)
     raise AssertionError("unreachable")
 

@@ -36,14 +36,15 @@ def train(cfg: DictConfig) -> float:
     seed_everything(cfg.seed)
     # Before any model is built: parameters live on the device that was default then.
     select_device(cfg.trainer.device, cfg.trainer.cpu_threads)
-    plan = resume_plan(cfg)
+    config = plain_config(cfg)
+    plan = resume_plan(cfg, config)
     completed = completed_run_value(cfg, plan)
     if completed is not None:
         return completed
     resume = verified(plan).checkpoint if plan else None
     logger, continued = open_logger(cfg, plan)
     with logger:
-        result = fit_and_track(cfg, logger, resume, continued)
+        result = fit_and_track(cfg, config, logger, resume, continued)
     print_summary(result, logger)
     return result.best_value
 
@@ -53,29 +54,33 @@ def plain_config(cfg: DictConfig) -> Dict[str, Any]:
     return OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)
 
 
+def logger_class(cfg: DictConfig) -> type:
+    """The configured logger's class: what it can do (``has_store``, ``resumes_runs``) without building it."""
+    return get_class(cfg.logger._target_)
+
+
 def check_runnable(cfg: DictConfig) -> None:
     """Every value valid, and the tracking store reachable (a server that is down fails in seconds)."""
     validate_config(cfg)
-    if get_class(cfg.logger._target_).has_store:
+    if logger_class(cfg).has_store:
         check_tracking_uri(cfg.logger.tracking_uri)
 
 
 def finished_job_value(cfg: DictConfig) -> Optional[float]:
     sweep = cfg.get("sweep") or {}
-    if not sweep.get("skip_finished") or not get_class(cfg.logger._target_).has_store:
+    if not sweep.get("skip_finished") or not logger_class(cfg).has_store:
         return None
     return skip_finished(current_job(cfg), cfg.logger.tracking_uri, cfg.logger.experiment_name)
 
 
-def resume_plan(cfg: DictConfig) -> Optional[ResumePlan]:
+def resume_plan(cfg: DictConfig, config: Dict[str, Any]) -> Optional[ResumePlan]:
     """None (start afresh), or the checkpoint to continue (``mgelab.run.resume`` says which)."""
-    config = plain_config(cfg)
     return plan_resume(cfg.trainer.resume, config, Path(cfg.trainer.checkpoint_dir), Path(cfg.paths.output_dir))
 
 
 def completed_run_value(cfg: DictConfig, plan: Optional[ResumePlan]) -> Optional[float]:
     """A checkpoint whose tracked run FINISHED is complete: say so and hand back its value."""
-    if plan is None or not plan.tracking_run_id or not get_class(cfg.logger._target_).has_store:
+    if plan is None or not plan.tracking_run_id or not logger_class(cfg).has_store:
         return None
     run = TrackingStore(cfg.logger.tracking_uri).find_run(plan.tracking_run_id)
     if run is None or run.status != "FINISHED":
@@ -91,13 +96,15 @@ def completed_run_value(cfg: DictConfig, plan: Optional[ResumePlan]) -> Optional
 def open_logger(cfg: DictConfig, plan: Optional[ResumePlan]) -> Tuple[Any, bool]:
     """The configured logger, and whether it continues the tracked run the checkpoint names."""
     run_id = plan.tracking_run_id if plan else None
-    if run_id and get_class(cfg.logger._target_).resumes_runs:
+    if run_id and logger_class(cfg).resumes_runs:
         return instantiate(cfg.logger, run_id=run_id), True
     return instantiate(cfg.logger), False
 
 
-def fit_and_track(cfg: DictConfig, logger, resume: Optional[Path], continued: bool) -> FitResult:
-    config = plain_config(cfg)
+def fit_and_track(
+    cfg: DictConfig, config: Dict[str, Any], logger, resume: Optional[Path], continued: bool
+) -> FitResult:
+    """Build the data, model and trainer, fit and log; ``config`` is ``cfg`` as plain values."""
     if continued:  # the run's tags and params are there already
         logger.set_tags({"resumed_from": str(resume)})
     else:

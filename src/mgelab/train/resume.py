@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Iterable, Optional
 
-from mgelab.checkpoint import CheckpointStore, read_manifest
+from mgelab.checkpoint import CheckpointStore
 
 
 def newest_store(stores: Iterable[Path]) -> Optional[Path]:
@@ -22,9 +22,3 @@ def explicit_checkpoint(resume: str) -> Path:
     if not path.exists():
         raise FileNotFoundError(f"trainer.resume={resume}: no such checkpoint (give a checkpoint directory or auto)")
     return path
-
-
-def stored_meta(path: Path) -> dict:
-    """The run metadata a checkpoint carries (tracking run id, resolved config); the trainer
-    loads and verifies the arrays themselves, so only the manifest is read here."""
-    return read_manifest(path)[1]["meta"]
