@@ -81,6 +81,7 @@ class Trainer:
         seed: int = 0,
         compile: str = "false",
         cpu_threads: int = 1,
+        debug: bool = False,
     ) -> None:
         if max_epochs < 1:
             raise ValueError(f"trainer.max_epochs={max_epochs} must be >= 1")
@@ -113,6 +114,9 @@ class Trainer:
         self.device, self.cpu_threads = device, int(cpu_threads)
         self.seed = int(seed)
         self.compile = compile_mode(compile)
+        # A debug run: a few steps to check a config end to end; the run side logs it to
+        # `<experiment>_debug`, so such runs stay out of the chapter's experiment.
+        self.debug = bool(debug)
 
     # --- public -----------------------------------------------------------------------------
     def fit(self, model: M.Module, data, optimizer_factory: OptimizerFactory, logger,
