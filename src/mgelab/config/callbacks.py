@@ -6,15 +6,17 @@ MLflow is imported lazily (inside the hooks), so ``logger=none`` runs never load
 from __future__ import annotations
 
 import atexit
+import json
 import logging
 import os
-from pathlib import Path
-from typing import Any, Dict, Optional
+from datetime import datetime
+from typing import Any, Dict, List, Optional
 
 from hydra.experimental.callback import Callback
 from hydra.utils import get_class
 from omegaconf import DictConfig, OmegaConf
 
+from mgelab.config.hydra_job import SWEPT_KEYS_ENV, sweep_overrides, swept_keys
 from mgelab.tracking.params import flatten
 
 log = logging.getLogger(__name__)
@@ -57,9 +59,12 @@ class MlflowSweep(PrepareTrackingStore):
     def __init__(self) -> None:
         self.tracking_uri: Optional[str] = None
         self.parent_run_id: Optional[str] = None
+        self.swept: List[str] = []
         self._ended = False
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        # Named jobs need the swept keys whether or not the sweep is tracked.
+        self.swept = sweep_overrides(config.hydra.overrides.task, OmegaConf.select(config, "hydra.sweeper.params"))
         experiment_id = self.prepare(config)
         if experiment_id is None:
             return
@@ -67,12 +72,13 @@ class MlflowSweep(PrepareTrackingStore):
 
         self.tracking_uri = str(config.logger.tracking_uri)
         store = TrackingStore(self.tracking_uri)
-        self.parent_run_id = store.create_run(experiment_id, _parent_name(config), _parent_tags(config))
+        self.parent_run_id = store.create_run(experiment_id, _parent_name(config, self.swept), _parent_tags(config))
         store.log_params(self.parent_run_id, _parent_params(config))
         atexit.register(self._end, "Hydra ended the sweep with an error (a failed job, or interrupted)")
         log.info("MLflow parent run of this sweep: %s", self.parent_run_id)
 
     def on_job_start(self, config: DictConfig, **kwargs: Any) -> None:
+        os.environ[SWEPT_KEYS_ENV] = json.dumps(swept_keys(self.swept))
         if self.parent_run_id is not None:
             from mgelab.tracking.sweep_job import PARENT_ENV
 
@@ -120,9 +126,11 @@ class MlflowSweep(PrepareTrackingStore):
         print("\n".join(lines + [f"  MLflow parent run {self.parent_run_id}"]), flush=True)
 
 
-def _parent_name(config: DictConfig) -> str:
-    name = OmegaConf.select(config, "sweep.name")
-    return str(name) if name else f"sweep {Path(str(config.hydra.sweep.dir)).name}"
+def _parent_name(config: DictConfig, swept: List[str]) -> str:
+    """``sweep.name``, else when it started and what it varies: ``2026-12-01 14:05 model=linear,mlp``."""
+    from mgelab.tracking.sweep import parent_name
+
+    return parent_name(OmegaConf.select(config, "sweep.name"), datetime.now(), swept)
 
 
 def _parent_tags(config: DictConfig) -> Dict[str, Any]:
@@ -142,12 +150,17 @@ def _parent_tags(config: DictConfig) -> Dict[str, Any]:
 
 
 def _parent_params(config: DictConfig) -> Dict[str, Any]:
-    """The sweep's overrides (``override.model = linear,mlp,cnn``) and its sweeper/launcher setup."""
+    """The sweep's overrides (``override.model = linear,mlp,cnn``) and its sweeper/launcher setup,
+    by the runs' rule: none of what cannot change a result (paths, logger, sweep and Hydra output
+    settings: the job key's neutral overrides), no ``_target_``, no unset (null) setting."""
+    from mgelab.tracking.sweep import identity_overrides
+
     params: Dict[str, Any] = {}
-    for override in config.hydra.overrides.task:
-        key, _, value = str(override).partition("=")
+    for override in identity_overrides([str(o) for o in config.hydra.overrides.task]):
+        key, _, value = override.partition("=")
         params[f"override.{key}"] = value
     for node in ("sweeper", "launcher"):
         settings = OmegaConf.to_container(config.hydra[node], resolve=True)
-        params.update(flatten(settings, prefix=f"hydra.{node}."))
+        params.update({k: v for k, v in flatten(settings, prefix=f"hydra.{node}.").items()
+                       if not k.endswith("._target_") and v is not None})
     return params

@@ -4,14 +4,20 @@ reads ``HydraConfig``; the tracking layer gets what it needs from here as argume
 
 from __future__ import annotations
 
+import json
 import os
-from typing import Any, Dict, Optional
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from hydra.core.hydra_config import HydraConfig
+from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import DictConfig
 
 from mgelab.tracking.provenance import git_commit
 from mgelab.tracking.sweep_job import PARENT_ENV, SweepJob
+
+# Set by the sweep callback around every job (as PARENT_ENV is): the keys the sweep varies, as a
+# JSON list, so a job's run is named by its values of those keys only.
+SWEPT_KEYS_ENV = "MGELAB_SWEPT_KEYS"
 
 
 def current_job(cfg: DictConfig) -> Optional[SweepJob]:
@@ -47,3 +53,28 @@ def run_tags(cfg: DictConfig) -> Dict[str, Any]:
     if job is not None:  # a multirun job: sweep id, job number and key, child of the sweep's run
         tags.update(job.tags())
     return tags
+
+
+def sweep_overrides(task_overrides: Sequence[str], sweeper_params: Optional[Mapping[str, Any]]) -> List[str]:
+    """What a sweep varies, as written: its sweep overrides (``model=linear,mlp``) and the search
+    space a sweeper such as Optuna draws from (``hydra.sweeper.params``: ``optim.lr=interval(...)``)."""
+    parsed = OverridesParser.create().parse_overrides([str(o) for o in task_overrides])
+    swept = [o.input_line for o in parsed if o.is_sweep_override()]
+    return swept + [f"{key}={value}" for key, value in (sweeper_params or {}).items()]
+
+
+def swept_keys(swept: Sequence[str]) -> List[str]:
+    """``["model=linear,mlp", "+optim.lr=0.1,0.2"]`` -> ``["model", "optim.lr"]``."""
+    return [str(o).split("=", 1)[0].lstrip("+~") for o in swept]
+
+
+def naming_inputs() -> Tuple[List[str], Optional[List[str]]]:
+    """This job's overrides, and in a multirun the keys its sweep varies (None for a single run);
+    what ``mgelab.run.naming.run_name`` names the run by."""
+    hydra_cfg = HydraConfig.get()
+    overrides = [str(o) for o in hydra_cfg.overrides.task]
+    if hydra_cfg.mode is None or hydra_cfg.mode.name != "MULTIRUN":
+        return overrides, None
+    keys = os.environ.get(SWEPT_KEYS_ENV)
+    # Without the callback's list (it is not configured): every override shown, as for a single run.
+    return overrides, (json.loads(keys) if keys else None)

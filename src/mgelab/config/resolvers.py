@@ -24,8 +24,21 @@ def user_cache() -> str:
     return str(Path(base, "mgelab"))
 
 
+# Where debug runs go: ``<experiment>_debug``, apart from the runs a chapter compares.
+DEBUG_SUFFIX = "_debug"
+
+
+def tracked_experiment(name: str, debug: object = False) -> str:
+    """The MLflow experiment a run logs to: ``name``, or ``name_debug`` for a debug run
+    (``trainer.debug``, set by ``trainer=smoke``), as lightning-hydra-template's debug configs keep
+    their own task name. One resolver, so the logger, the sweep callback and skip_finished agree."""
+    is_debug = debug if isinstance(debug, bool) else str(debug).lower() == "true"
+    return f"{name}{DEBUG_SUFFIX}" if is_debug and not str(name).endswith(DEBUG_SUFFIX) else str(name)
+
+
 def register_resolvers() -> None:
-    for name, fn in (("mgelab_root", project_root), ("mgelab_cache", user_cache)):
+    resolvers = (("mgelab_root", project_root), ("mgelab_cache", user_cache), ("mgelab_experiment", tracked_experiment))
+    for name, fn in resolvers:
         if not OmegaConf.has_resolver(name):
             OmegaConf.register_new_resolver(name, fn)
     if not OmegaConf.has_resolver("abspath"):

@@ -10,12 +10,14 @@ from typing import Any, Dict, Optional, Tuple
 from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from mgelab.config.hydra_job import current_job, run_tags
+from mgelab.config.hydra_job import current_job, naming_inputs, run_tags
 from mgelab.config.validate import validate_config
-from mgelab.run.experiment import run_experiment
+from mgelab.run.console import complete_run_line, header_lines, log, say, summary_lines
+from mgelab.run.experiment import count_parameters, run_experiment
+from mgelab.run.naming import run_name
+from mgelab.run.params import run_params
 from mgelab.run.resume import ResumePlan, plan_resume, verified
 from mgelab.tracking.objective import objective_value
-from mgelab.tracking.params import flatten
 from mgelab.tracking.reachability import check_tracking_uri
 from mgelab.tracking.store import TrackingStore
 from mgelab.tracking.sweep_job import skip_finished
@@ -35,7 +37,7 @@ def train(cfg: DictConfig) -> float:
     check_runnable(cfg)  # before anything is opened: a run that cannot start records nothing
     seed_everything(cfg.seed)
     # Before any model is built: parameters live on the device that was default then.
-    select_device(cfg.trainer.device, cfg.trainer.cpu_threads)
+    device = select_device(cfg.trainer.device, cfg.trainer.cpu_threads)
     config = plain_config(cfg)
     plan = resume_plan(cfg, config)
     completed = completed_run_value(cfg, plan)
@@ -44,8 +46,8 @@ def train(cfg: DictConfig) -> float:
     resume = verified(plan).checkpoint if plan else None
     logger, continued = open_logger(cfg, plan)
     with logger:
-        result = fit_and_track(cfg, config, logger, resume, continued)
-    print_summary(result, logger)
+        result = fit_and_track(cfg, config, logger, resume, continued, device)
+    say(summary_lines(result, cfg.trainer.max_epochs, Path(cfg.paths.run_dir), logger))
     return result.best_value
 
 
@@ -85,12 +87,18 @@ def completed_run_value(cfg: DictConfig, plan: Optional[ResumePlan]) -> Optional
     run = TrackingStore(cfg.logger.tracking_uri).find_run(plan.tracking_run_id)
     if run is None or run.status != "FINISHED":
         return None
-    tested = ", ".join(f"{k} {v:.4f}" for k, v in sorted(run.metrics.items())
-                       if k.startswith("test/") and not k.startswith("test/acc_class_"))
-    print(f"trainer.resume: run {run.run_id} ({run.name}) is complete (FINISHED; {tested or 'no test metrics'}); "
-          f"nothing to resume. Drop trainer.resume to train a new run.")
+    log.info("%s", complete_run_line(run.run_id, run.name, run.metrics))
     value = objective_value(run)
     return math.nan if value is None else value
+
+
+def descriptive_name(cfg: DictConfig) -> str:
+    """The run's name in MLflow: ``run_name``/``logger.run_name`` when the command line sets one,
+    else the model and the overrides that tell the run apart (``mlp lr=0.01``)."""
+    overrides, swept = naming_inputs()
+    if any(o.split("=", 1)[0].lstrip("+") in ("run_name", "logger.run_name") for o in overrides):
+        return str(cfg.logger.get("run_name") or cfg.run_name)
+    return run_name(cfg.model.name, overrides, swept)
 
 
 def open_logger(cfg: DictConfig, plan: Optional[ResumePlan]) -> Tuple[Any, bool]:
@@ -98,22 +106,25 @@ def open_logger(cfg: DictConfig, plan: Optional[ResumePlan]) -> Tuple[Any, bool]
     run_id = plan.tracking_run_id if plan else None
     if run_id and logger_class(cfg).resumes_runs:
         return instantiate(cfg.logger, run_id=run_id), True
-    return instantiate(cfg.logger), False
+    named = {"run_name": descriptive_name(cfg)} if "run_name" in cfg.logger else {}
+    return instantiate(cfg.logger, **named), False
 
 
 def fit_and_track(
-    cfg: DictConfig, config: Dict[str, Any], logger, resume: Optional[Path], continued: bool
+    cfg: DictConfig, config: Dict[str, Any], logger, resume: Optional[Path], continued: bool, device: str = "cpu0"
 ) -> FitResult:
-    """Build the data, model and trainer, fit and log; ``config`` is ``cfg`` as plain values."""
+    """Build the data, model and trainer, fit and log; ``config`` is ``cfg`` as plain values,
+    ``device`` the one the run selected (for the header)."""
     if continued:  # the run's tags and params are there already
         logger.set_tags({"resumed_from": str(resume)})
     else:
         # First, so that a run failing while loading data still says what it was.
         logger.set_tags(run_tags(cfg))
-        logger.log_params(flatten(config))
+        logger.log_params(run_params(config))
     data = instantiate(cfg.data)
     model = instantiate(cfg.model, input_shape=data.input_shape, num_outputs=data.num_outputs, task=data.task)
     trainer = instantiate(cfg.trainer, resume=str(resume) if resume else None)
+    announce(cfg, logger, data, model, device)
     return run_experiment(
         model=model,
         data=data,
@@ -126,11 +137,19 @@ def fit_and_track(
     )
 
 
-def print_summary(result: FitResult, logger) -> None:
-    headline: Dict[str, Any] = {k: round(v, 4) for k, v in result.test.items() if not k.startswith("acc_class_")}
-    print(
-        f"best epoch {result.best_epoch}: {result.monitor} {result.best_value:.4f} | test {headline} | "
-        f"{result.wall_time_s:.1f} s, {result.train_samples_per_s:.0f} train samples/s"
-    )
-    if getattr(logger, "run_id", None):
-        print(f"MLflow: `make ui`, then http://127.0.0.1:5000/#/experiments/{logger.experiment_id}/runs/{logger.run_id}")
+def announce(cfg: DictConfig, logger, data, model, device: str) -> None:
+    """The run's header (name, run dir, MLflow page, data, model, device), once the pieces exist."""
+    say(header_lines(
+        # The tracking side may have made the name unique in its experiment: its name wins.
+        name=getattr(logger, "run_name", None) or descriptive_name(cfg),
+        experiment=str(cfg.logger.get("experiment_name") or cfg.experiment_name),
+        run_dir=Path(cfg.paths.run_dir),
+        logger=logger,
+        data_info=data.describe(),
+        model_name=str(cfg.model.name),
+        model_class=type(model).__name__,
+        parameters=count_parameters(model),
+        device=device,
+        cpu_threads=int(cfg.trainer.cpu_threads),
+        debug=bool(cfg.trainer.get("debug")),
+    ))

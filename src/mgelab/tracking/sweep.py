@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import asdict, dataclass, field
+from datetime import datetime
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from mgelab.tracking.objective import objective_of
@@ -27,6 +28,14 @@ SKIPPED_TAG_PREFIX = "skipped/"  # on the parent: skipped/<num> = the finished r
 # Overrides that change where or how verbosely a job runs, or how the sweep itself is run,
 # but not what is trained: left out of the job key so a re-run with them still matches.
 NEUTRAL_OVERRIDES = ("sweep.", "hydra.", "paths.", "logger.", "trainer.progress_bar")
+
+
+def parent_name(sweep_name: Optional[str], started: datetime, swept: Sequence[str]) -> str:
+    """A sweep's parent run: ``sweep.name`` when given, else its start and what it varies
+    (``2026-12-01 14:05 model=linear,mlp,cnn``), so sweeps of one experiment read apart."""
+    if sweep_name:
+        return str(sweep_name)
+    return " ".join([f"{started:%Y-%m-%d %H:%M}", *(swept or ["sweep"])])
 
 
 def override_key(override: str) -> str:

@@ -7,7 +7,7 @@ exist once the model is built, and the schedule travels with the optimizer setti
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Iterable, List, Literal, Sequence
+from typing import Any, Dict, Iterable, List, Literal, Sequence, Tuple
 
 import megengine.optimizer as mopt
 
@@ -15,6 +15,13 @@ from mgelab.train.schedule import LRSchedule
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
 OptimName = Literal[OPTIMIZERS]
+# The settings each optimizer is built from (``OptimizerFactory.settings``): the one list of what
+# applies, so a run logs SGD's momentum but not Adam's betas (``mgelab.run.params``).
+OPTIMIZER_KEYS: Dict[str, Tuple[str, ...]] = {
+    "sgd": ("lr", "momentum", "nesterov", "weight_decay"),
+    "adam": ("lr", "betas", "eps", "weight_decay"),
+    "adamw": ("lr", "betas", "eps", "weight_decay"),
+}
 
 
 @dataclass
@@ -38,16 +45,18 @@ class OptimizerFactory:
         if problems:
             raise ValueError("; ".join(problems))
 
+    def settings(self) -> Dict[str, Any]:
+        """The values the chosen optimizer is built from: ``OPTIMIZER_KEYS[name]``, nothing else."""
+        return {key: getattr(self, key) for key in OPTIMIZER_KEYS[self.name]}
+
     def __call__(self, parameters: Iterable) -> mopt.Optimizer:
-        params = list(parameters)
+        params, settings = list(parameters), self.settings()
         if self.name == "sgd":
-            return mopt.SGD(
-                params, lr=self.lr, momentum=self.momentum, nesterov=self.nesterov and self.momentum > 0,
-                weight_decay=self.weight_decay,
-            )
+            settings["nesterov"] = settings["nesterov"] and settings["momentum"] > 0
+            return mopt.SGD(params, **settings)
         # Adam applies weight decay as L2 in the gradient; AdamW decouples it (Loshchilov & Hutter).
         cls = mopt.Adam if self.name == "adam" else mopt.AdamW
-        return cls(params, lr=self.lr, betas=tuple(self.betas), eps=self.eps, weight_decay=self.weight_decay)
+        return cls(params, **{**settings, "betas": tuple(settings["betas"])})
 
 
 def optim_problems(f: OptimizerFactory) -> List[str]:

@@ -4,10 +4,17 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import List, Literal
+from typing import Dict, List, Literal, Tuple
 
 SCHEDULES = ("none", "step", "cosine")
 ScheduleKind = Literal[SCHEDULES]
+# The settings ``LRSchedule.factor`` reads for each kind (warm-up applies to every kind); what a
+# run logs as its schedule's params (``mgelab.run.params``). A test checks factor() ignores the rest.
+SCHEDULE_KEYS: Dict[str, Tuple[str, ...]] = {
+    "none": ("warmup_epochs",),
+    "step": ("warmup_epochs", "step_size", "gamma"),
+    "cosine": ("warmup_epochs", "min_factor"),
+}
 
 
 @dataclass
