@@ -36,7 +36,7 @@ def compare(cfg: DictConfig) -> Path:
     table = to_markdown(rows, spec)
     files: List[Path] = [out_dir / "runs.md", write_csv(rows, spec, out_dir / "runs.csv")]
     files[0].write_text(table)
-    files += draw_all(data, spec, out_dir)
+    files += draw_all(data, spec, out_dir, title=selection.label)
     print(table)
     if selection.parent is not None and cfg.log_to_parent:
         for path in files:

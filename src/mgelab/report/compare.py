@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
-from mgelab.tracking.sweep import identity_overrides, varying_overrides
+from mgelab.tracking.sweep import ROLE_TAG, identity_overrides, varying_overrides
 
 History = List[Tuple[int, float]]
 
@@ -35,7 +35,11 @@ class RunData:
 
 
 def gather(store: Any, runs: Sequence[Any], spec: CompareSpec) -> List[RunData]:
-    """Fetch each run's per-epoch metric and per-step loss; label runs by what sets them apart."""
+    """Fetch each run's per-epoch metric and per-step loss; label runs by what sets them apart.
+
+    A sweep's parent run trained nothing (its metrics are the sweep's counts), so it is never a
+    row, bar or curve, whichever way the runs were selected."""
+    runs = [r for r in runs if not is_sweep_parent(r)]
     overrides = [identity_overrides(_overrides(r)) for r in runs]
     labels = [" ".join(o) or r.name for o, r in zip(varying_overrides(overrides), runs)]
     return [
@@ -47,6 +51,10 @@ def gather(store: Any, runs: Sequence[Any], spec: CompareSpec) -> List[RunData]:
         )
         for run, label in zip(runs, labels)
     ]
+
+
+def is_sweep_parent(run: Any) -> bool:
+    return run.tags.get(ROLE_TAG) == "parent"
 
 
 def columns(spec: CompareSpec) -> List[str]:
