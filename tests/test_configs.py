@@ -146,8 +146,9 @@ OPTION_CHOICES = {
     "optim/adamw": {"name", "lr", "weight_decay"},
     "optim/schedule/none": {"kind"},
     "optim/schedule/step": {"kind"},
-    # A few steps of everything, quietly.
-    "trainer/smoke": {"max_epochs", "limit_train_batches", "limit_eval_batches", "log_every_n_steps", "progress_bar"},
+    # A few steps of everything, quietly, tracked apart as a debug run (<experiment>_debug).
+    "trainer/smoke": {"max_epochs", "limit_train_batches", "limit_eval_batches", "log_every_n_steps", "progress_bar",
+                      "debug"},
 }
 BUILDING_GROUPS = ("data", "model", "optim", "optim/schedule", "trainer", "logger")
 

@@ -6,6 +6,7 @@ The end-to-end tests run scripts/train.py as a user does (a subprocess writing a
 from __future__ import annotations
 
 import json
+import re
 import sqlite3
 import threading
 import time
@@ -173,6 +174,10 @@ def test_joblib_sweep_parent_children_failure_then_skip_finished(tmp_path):
         assert_complete_history(client, by_lr[lr])
     # The parent: the sweep's overrides, and its summary.
     assert parent.info.status == "FAILED" and parent.data.params["override.optim.lr"] == "0.05,0.1,1e30"
+    # Named by what tells them apart: the jobs by the swept key, the parent by its start and the sweep.
+    assert {c.info.run_name for c in children} == {"mlp lr=0.05", "mlp lr=0.1", "mlp lr=1e+30"}
+    assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d optim\.lr=0\.05,0\.1,1e30", parent.info.run_name)
+    assert not any("_target_" in k or k.startswith("override.paths.") for k in parent.data.params)
     assert parent.data.tags["sweep/launcher"] == "joblib"
     metrics = parent.data.metrics
     assert (metrics["sweep/jobs"], metrics["sweep/finished"], metrics["sweep/failed"]) == (3, 2, 1)
@@ -206,6 +211,13 @@ def test_optuna_search_maximises_the_returned_value(tmp_path):
     assert parent.info.status == "FINISHED" and parent.data.tags["sweep/sweeper"] == "optuna"
     assert parent.data.params["hydra.sweeper.direction"] == "maximize"
     assert parent.data.params["hydra.sweeper.params.optim.lr"] == "tag(log, interval(0.005, 0.3))"
+    assert parent.info.run_name == "fashion_mnist_mlp_search"  # sweep.name
+    # Each trial by its drawn values (a float to 4 digits), not by what every trial shares (data, epochs).
+    for child in children:
+        name = child.info.run_name
+        assert name.startswith("mlp lr=") and "hidden_sizes=" in name and "epochs" not in name, name
+        lr = name.split(" lr=")[1].split()[0]
+        assert float(lr) == pytest.approx(float(child.data.params["optim.lr"]), rel=1e-3) and len(lr) <= 8, name
     values = [c.data.metrics["best_val/acc"] for c in children]
     results = yaml.safe_load(next(tmp_path.glob("multiruns/*/optimization_results.yaml")).read_text())
     assert results["best_value"] == pytest.approx(max(values)) == pytest.approx(parent.data.metrics["sweep/best_value"])
@@ -224,8 +236,8 @@ def test_eight_parallel_jobs_on_one_fresh_sqlite_store_lose_nothing(tmp_path):
     client, parents, children = sweep_runs(tmp_path)
     assert len(parents) == 1 and len(children) == 8
     assert {c.info.status for c in children} == {"FINISHED"}
-    keys = ("model.name", "optim.lr", "experiment_name")
-    assert len({tuple(c.data.params[k] for k in keys) for c in children}) == 8
+    keys = ("model.name", "optim.lr")
+    assert len({(c.info.experiment_id, *(c.data.params[k] for k in keys)) for c in children}) == 8
     for name in ("race_a", "race_b"):
         experiment = client.get_experiment_by_name(name).experiment_id
         assert sum(c.info.experiment_id == experiment for c in children) == 4, name
