@@ -23,12 +23,15 @@ from mgelab.tracking.sweep import select_runs
 
 def compare(cfg: DictConfig) -> Path:
     """Write the report; return its folder."""
+    try:
+        spec = CompareSpec(cfg.metric, cfg.mode, cfg.test_metric, cfg.loss_metric, cfg.max_curves)
+    except ValueError as error:
+        raise SystemExit(f"conf/compare.yaml: {error}") from None
     store = TrackingStore(cfg.tracking_uri)
     selection = select_runs(store, cfg.experiment_name, cfg.sweep, cfg.filter or "")
     if not selection.runs:
         chosen = f"experiment_name={cfg.experiment_name}, sweep={cfg.sweep}, filter={cfg.filter!r}"
         raise SystemExit(f"no runs selected ({chosen}) in {cfg.tracking_uri}")
-    spec = CompareSpec(cfg.metric, cfg.mode, cfg.test_metric, cfg.loss_metric)
     data = gather(store, selection.runs, spec)
     rows = table_rows(data, spec)
     out_dir = Path(cfg.output_root) / output_name(cfg.name, selection.label)

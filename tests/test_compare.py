@@ -79,3 +79,13 @@ def test_compare_a_sweep_matches_mlflow(tmp_path):
     run_compare(tmp_path, "experiment_name=synthetic", "filter=\"tags.model = 'mlp'\"", "name=only_mlp")
     only = list(csv.DictReader((tmp_path / "compare" / "only_mlp" / "runs.csv").open()))
     assert [r["model"] for r in only] == ["mlp"]
+
+
+@pytest.mark.parametrize("override, message", [("max_curves=0", "max_curves=0: set max_curves"),
+                                                ("mode=highest", "mode='highest': set mode to max or min")])
+def test_a_bad_setting_is_named_before_any_store_is_read(tmp_path, override, message):
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    cmd = [sys.executable, str(ROOT / "scripts" / "compare.py"), override, f"paths.output_dir={tmp_path}"]
+    proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode != 0 and f"conf/compare.yaml: {message}" in proc.stderr, proc.stderr[-2000:]
+    assert not (tmp_path / "mlflow.db").exists()

@@ -9,6 +9,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pytest
 from matplotlib.axes import Axes
+from matplotlib.colors import to_hex
 from matplotlib.figure import Figure
 
 from mgelab.report.compare import CompareSpec, RunData, gather
@@ -173,6 +174,11 @@ def test_bars_put_a_run_without_the_metric_last_marked_na():
     fig.canvas.draw()
     assert [t.get_text() for t in fig.axes[0].get_yticklabels()] == ["c", "a", "b"]
     assert [t.get_text() for t in fig.axes[0].texts] == ["0.9500", "0.9000", "n/a"]
+    best, other, failed = (to_hex(p.get_facecolor()) for p in fig.axes[0].patches)
+    assert best != other == failed
+    tied = [RunData(record("a", 0.9), [], [], ""), RunData(record("b", 0.9), [], [], "")]
+    first, second = bars_figure(tied, ["a", "b"], "test/acc", "max", "t").axes[0].patches
+    assert first.get_facecolor() == second.get_facecolor()  # a tie is not a winner
 
 
 def test_run_labels_are_mlflow_names_made_distinct_only_where_needed():
@@ -197,3 +203,24 @@ def test_a_sweep_parent_is_never_a_row_bar_or_curve():
     runs = [record("sweep lr", **{"sweep/role": "parent"}), record("mlp lr=0.1", 0.9), record("cnn", 0.8)]
     data = gather(FakeStore(), runs, CompareSpec())
     assert [d.run.name for d in data] == ["mlp lr=0.1", "cnn"]
+
+
+def test_max_curves_comes_from_the_spec_and_bad_values_are_named():
+    spec = CompareSpec(max_curves=3)
+    (by_epoch, _), _, (bars, _) = comparison_figures(run_data(5), spec)
+    assert len(by_epoch.axes[0].lines) == 3 and "best 3 of 5 runs" in by_epoch.axes[0].get_title()
+    assert len(bars.axes[0].patches) == 5
+    with pytest.raises(ValueError, match="max_curves=0: set max_curves to a whole number"):
+        CompareSpec(max_curves=0)
+    with pytest.raises(ValueError, match="mode='best': set mode to max or min"):
+        CompareSpec(mode="best")
+
+
+def test_a_long_sweep_name_is_wrapped_to_the_plot():
+    name = "2026-12-01 13:52 " + " ".join(f"optim.param{i}=0.1,0.01,0.001" for i in range(6))
+    fig = bars_figure(run_data(2), run_labels(run_data(2)), "test/acc", "max", f"test/acc — {name}")
+    title = fig.axes[0].get_title()
+    assert title.replace("\n", " ") == f"test/acc — {name}" and title.count("\n") >= 2
+    fig.canvas.draw()
+    box = fig.axes[0].title.get_window_extent(fig.canvas.get_renderer())
+    assert box.x0 >= 0 and box.x1 <= fig.bbox.width

@@ -22,6 +22,14 @@ class CompareSpec:
     mode: str = "max"  # what "best" means for ``metric``
     test_metric: str = "test/acc"
     loss_metric: str = "step/train_loss"  # per step
+    # Past this many runs the curve plots draw only the best ones (the table has every run).
+    max_curves: int = 20
+
+    def __post_init__(self) -> None:
+        if self.mode not in ("max", "min"):
+            raise ValueError(f"mode={self.mode!r}: set mode to max or min (what 'best' means for {self.metric})")
+        if isinstance(self.max_curves, bool) or not isinstance(self.max_curves, int) or self.max_curves < 1:
+            raise ValueError(f"max_curves={self.max_curves!r}: set max_curves to a whole number of runs, 1 or more")
 
 
 @dataclass

@@ -3,12 +3,13 @@ bar chart of the test metric. matplotlib's file-only backend, so no display is n
 
 Readable from 2 to 50 runs: legends sit right of the axes and the figure widens to hold them;
 bars are horizontal, one row per run, so the figure grows in height and names are never rotated;
-past ``MAX_CURVES`` runs the curve plots keep the best ones and say so (runs.md lists every run).
+past ``max_curves`` runs (20) the curve plots keep the best ones and say so (runs.md lists every run).
 """
 
 from __future__ import annotations
 
 import math
+import textwrap
 from collections import Counter
 from pathlib import Path
 from typing import Callable, List, Optional, Sequence, Tuple
@@ -17,16 +18,18 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.axes import Axes  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.legend import Legend  # noqa: E402
 
 from mgelab.report.compare import CompareSpec, History, RunData  # noqa: E402
 from mgelab.report.plots import MARKER_LIMIT, integer_axis  # noqa: E402
 
-# Twenty lines is about what one legend and one colour map (tab20) keep apart.
-MAX_CURVES = 20
+# Twenty lines is about what one legend and one colour map (tab20) keep apart (CompareSpec's default).
+MAX_CURVES = CompareSpec.max_curves
 BAR_ROW_INCHES = 0.32  # per run in the bar chart: room for one line of 8-pt text
 LABEL_CHAR_INCHES = 0.065  # average width of an 8-pt character, to widen for long run names
+TITLE_CHAR_INCHES = 0.085  # the same for the 10-pt title, to wrap a long sweep name
 
 
 def run_labels(data: Sequence[RunData]) -> List[str]:
@@ -97,7 +100,6 @@ def curves_figure(
                     markersize=3, color=colours[index % len(colours)], label=label)
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
-    ax.set_title(title, fontsize=10)
     ax.grid(alpha=0.3)
     if spans:
         integer_axis(ax, min(spans), max(spans))  # epochs and steps are whole numbers
@@ -105,6 +107,7 @@ def curves_figure(
         _widen_for(fig, legend)
     else:  # e.g. every run failed, or logged the loss less often than it had steps
         ax.text(0.5, 0.5, f"no run logged {ylabel}", ha="center", va="center", transform=ax.transAxes)
+    _set_title(fig, ax, title)
     fig.tight_layout()
     return fig
 
@@ -114,6 +117,13 @@ def _widen_for(fig: Figure, legend: Legend) -> None:
     box = legend.get_window_extent(fig.canvas.get_renderer())
     width, height = fig.get_size_inches()
     fig.set_size_inches(width + box.width / fig.dpi + 0.3, max(height, box.height / fig.dpi + 1.2))
+
+
+def _set_title(fig: Figure, ax: Axes, title: str) -> None:
+    """The title, wrapped to the axes' width: a sweep's name plus its swept keys can be long."""
+    chars = max(30, int(fig.get_size_inches()[0] * ax.get_position().width / TITLE_CHAR_INCHES))
+    lines = [wrapped for line in title.split("\n") for wrapped in textwrap.wrap(line, chars) or [""]]
+    ax.set_title("\n".join(lines), fontsize=10)
 
 
 def bars_figure(data: Sequence[RunData], labels: Sequence[str], metric: str, mode: str, title: str) -> Figure:
@@ -127,7 +137,8 @@ def bars_figure(data: Sequence[RunData], labels: Sequence[str], metric: str, mod
     fig, ax = plt.subplots(figsize=(4.5 + LABEL_CHAR_INCHES * longest, height))
     rows = list(range(len(order)))
     shown = [values[i] for i in order]
-    colours = ["tab:orange" if r == 0 and v is not None else "tab:blue" for r, v in zip(rows, shown)]
+    top = shown[0] if shown else None  # the best; every run that ties it is marked too
+    colours = ["tab:orange" if v is not None and v == top else "tab:blue" for v in shown]
     ax.barh(rows, [v or 0.0 for v in shown], color=colours, height=0.7)
     for row, value in zip(rows, shown):
         left = value is not None and value < 0
@@ -137,7 +148,7 @@ def bars_figure(data: Sequence[RunData], labels: Sequence[str], metric: str, mod
     ax.set_ylim(len(rows) - 0.5, -0.5)  # best at the top
     ax.margins(x=0.15)
     ax.set_xlabel(metric)
-    ax.set_title(title, fontsize=10)
+    _set_title(fig, ax, title)
     ax.grid(alpha=0.3, axis="x")
     if all(v is None for v in values):
         ax.text(0.5, 0.5, f"no run logged {metric}", ha="center", va="center", transform=ax.transAxes)
@@ -161,9 +172,9 @@ def comparison_figures(
     data: Sequence[RunData], spec: CompareSpec, title: Optional[str] = None
 ) -> List[Tuple[Figure, str]]:
     """The three comparison figures and their file names; ``title`` names the selection (the
-    sweep, the experiment). Curves: the best ``MAX_CURVES`` runs; bars: every run."""
+    sweep, the experiment). Curves: the best ``spec.max_curves`` runs; bars: every run."""
     labels = run_labels(data)
-    kept = best_runs(data, spec.mode)
+    kept = best_runs(data, spec.mode, spec.max_curves)
     curve_data, curve_labels = [data[i] for i in kept], [labels[i] for i in kept]
     return [
         (curves_figure(curve_data, curve_labels, lambda d: d.metric_history, "epoch", spec.metric,
