@@ -33,7 +33,7 @@ def runs_of(tmp_path: Path, experiment: str = "synthetic"):
 
 def test_single_run_is_fully_tracked(tmp_path):
     run_dir = tmp_path / "my_run"
-    run_script(tmp_path, *TINY, f"hydra.run.dir={run_dir}")
+    proc = run_script(tmp_path, *TINY, f"hydra.run.dir={run_dir}")
     client, runs = runs_of(tmp_path)
     assert len(runs) == 1
     run = runs[0]
@@ -56,6 +56,26 @@ def test_single_run_is_fully_tracked(tmp_path):
     assert list((run_dir / "checkpoints").glob("step-*/arrays.npz"))
     best = {a.path for a in client.list_artifacts(run.info.run_id, "checkpoints/best")}
     assert best == {"checkpoints/best/arrays.npz", "checkpoints/best/manifest.json"}
+    # One line per epoch, on the console and in train.log; a single run's lines name no job.
+    log = (run_dir / "train.log").read_text()
+    assert [line.split("| train")[0].split(" - ")[-1].strip() for line in log.splitlines()
+            if "| train loss" in line] == ["epoch 1/2", "epoch 2/2"]
+    assert "[job" not in log and "[job" not in proc.stdout
+    assert "epoch 2/2 | train loss" in proc.stdout
+
+
+def test_parallel_sweep_lines_say_their_job(tmp_path):
+    proc = run_script(tmp_path, "-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "data=synthetic",
+                      "model=linear,mlp", "trainer=smoke")
+    logs = {p.parent.name: p.read_text() for p in tmp_path.glob("multiruns/*/*/train.log")}
+    assert sorted(logs) == ["0_linear", "1_mlp"]
+    for folder, label in (("0_linear", "[job 0 model=linear]"), ("1_mlp", "[job 1 model=mlp]")):
+        lines = logs[folder].splitlines()
+        assert any("epoch 1/1 | train loss" in line for line in lines), logs[folder]
+        assert all(label in line for line in lines), (label, logs[folder])
+    console = [line for line in proc.stdout.splitlines() if "epoch 1/1 | train loss" in line]
+    assert sorted(line.split("] ")[0].split(" ", 1)[1] + "]" for line in console) == \
+        ["[job 0 model=linear]", "[job 1 model=mlp]"]
 
 
 def test_multirun_three_models_one_experiment(tmp_path):

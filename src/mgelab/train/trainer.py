@@ -3,6 +3,7 @@ and a logger interface; it knows nothing of Hydra or MLflow."""
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from dataclasses import dataclass
@@ -14,6 +15,7 @@ import numpy as np
 from tqdm import tqdm
 
 from mgelab.checkpoint import CheckpointStore, load_checkpoint
+from mgelab.train.console import epoch_line, interactive, limited
 from mgelab.train.evaluation import evaluate_split, report_test_split
 from mgelab.train.memory import peak_rss_mb
 from mgelab.train.optim import OptimizerFactory, set_lr
@@ -24,6 +26,9 @@ from mgelab.train.task import Task, get_task
 
 # Formatting the progress bar's numbers costs as much as a small model's step.
 SHOW_EVERY_N_STEPS = 10
+
+# One line per epoch and the resume note; under Hydra they reach the console and the run's train.log.
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -109,7 +114,7 @@ class Trainer:
         # The task's rule refuses an unknown monitor_mode (both tasks the same); asked now, so a bad
         # mode fails when the trainer is built, not after the first epoch.
         self.monitored("classification")
-        self.progress_bar = progress_bar
+        self.progress_bar = progress_bar  # a bar within each epoch, drawn only on an interactive terminal
         # Informational: the run selects the device before the model is built.
         self.device, self.cpu_threads = device, int(cpu_threads)
         self.seed = int(seed)
@@ -228,6 +233,7 @@ class Trainer:
         }
         p.history.append(row)
         fit.logger.log_metrics(row, step=p.epoch)
+        log.info(epoch_line(row, p.epoch, self.max_epochs))
         score = self._score(row, task)
         if score > p.best_score:
             p.best_score, p.best_epoch, p.best_val = score, p.epoch, val
@@ -246,7 +252,7 @@ class Trainer:
     def _resume(self, model: M.Module, optimizer) -> Progress:
         checkpoint = load_checkpoint(self.resume)
         progress = restore(checkpoint, model, optimizer)
-        print(f"resumed from {checkpoint.path}: epoch {progress.epoch}, step {progress.global_step}")
+        log.info("resumed from %s: epoch %d, step %d", checkpoint.path, progress.epoch, progress.global_step)
         return progress
 
     # --- small pieces ---------------------------------------------------------------------------
@@ -269,10 +275,11 @@ class Trainer:
         return min(available, limit)
 
     def _progress(self, batches, total: int, epoch: int) -> Iterator:
-        limited = (b for _, b in zip(range(total), batches))
-        if not self.progress_bar:
-            return limited
-        return tqdm(limited, total=total, desc=f"epoch {epoch}/{self.max_epochs}", leave=False)
+        """The epoch's batches; behind a transient bar only when one is asked for and someone watches a
+        terminal (the epoch line is logged either way)."""
+        if not (self.progress_bar and interactive()):
+            return limited(batches, total)
+        return tqdm(limited(batches, total), total=total, desc=f"epoch {epoch}/{self.max_epochs}", leave=False)
 
     @staticmethod
     def _show(bar, loss: float, rate: float) -> None:
