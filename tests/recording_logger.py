@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import os
 import signal
-from typing import Any, Dict, List, Mapping, Optional, Tuple
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
-from mgelab.tracking.base import LoggerContext
+from mgelab.tracking.base import DatasetSplit, LoggerContext
 
 
 class RecordingLogger(LoggerContext):
@@ -15,6 +15,7 @@ class RecordingLogger(LoggerContext):
         self.metrics: List[Tuple[int, Dict[str, float]]] = []
         self.artifacts: List[Tuple[str, Optional[str]]] = []
         self.tags: Dict[str, Any] = {}
+        self.datasets: List[DatasetSplit] = []
         self.status: Optional[str] = None
 
     def log_params(self, params: Mapping[str, Any]) -> None:
@@ -28,6 +29,9 @@ class RecordingLogger(LoggerContext):
 
     def set_tags(self, tags: Mapping[str, Any]) -> None:
         self.tags.update(tags)
+
+    def log_datasets(self, datasets: Sequence[DatasetSplit]) -> None:
+        self.datasets.extend(datasets)
 
     def close(self, status: str = "FINISHED") -> None:
         self.status = status

@@ -4,13 +4,14 @@ Hydra, so notebooks (and tests of the pieces) can call it with objects they buil
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Dict, Mapping, Optional
+from typing import Any, Dict, List, Mapping, Optional
 
 import megengine as mge
 
 from mgelab.models.summary import model_summary
 from mgelab.report.plots import plot_confusion_matrix, plot_learning_curves
 from mgelab.serving.pyfunc import model_package
+from mgelab.tracking.base import TEST, TRAIN, VALIDATION, DatasetSplit
 from mgelab.tracking.objective import MONITOR_MODE_TAG, MONITOR_TAG, MONITOR_VALUE_METRIC
 from mgelab.train.task import get_task
 from mgelab.train.trainer import FitResult, Trainer
@@ -34,6 +35,15 @@ def small_parameter_values(model) -> Dict[str, float]:
     }
 
 
+def dataset_splits(data) -> List[DatasetSplit]:
+    """The data module's raw splits as the run's dataset inputs. Their source: the configured mirror
+    or the upstream URL the files are fetched from; None (made by code) for generated data."""
+    source = getattr(data, "mirror", None) or getattr(data, "base_url", None) or None
+    contexts = {"train": TRAIN, "val": VALIDATION, "test": TEST}
+    return [DatasetSplit(data.name, context, data.splits[key].inputs, data.splits[key].targets, source)
+            for key, context in contexts.items() if key in data.splits]
+
+
 def run_experiment(
     *,
     model,
@@ -49,6 +59,7 @@ def run_experiment(
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     logger.log_params({f"data_info.{k}": v for k, v in data.describe().items()})
+    logger.log_datasets(dataset_splits(data))
     # Parameters, trainable parameters, bytes and FLOPs of one sample (MegEngine's module statistics).
     logger.log_params(model_summary(model, data.input_shape).as_params())
     logger.set_tags({"megengine_version": mge.__version__, "model_class": type(model).__name__})

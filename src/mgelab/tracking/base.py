@@ -16,13 +16,32 @@ before computing the model package, which means loading the checkpoint and runni
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar, Mapping, Optional
+from typing import Any, ClassVar, Mapping, Optional, Sequence
+
+import numpy as np
 
 try:
     from typing import Protocol
 except ImportError:  # Python 3.7
     Protocol = object  # type: ignore[assignment]
+
+# The split a dataset input is, as its ``context`` (MLflow's ``mlflow.data.context`` input tag).
+TRAIN, VALIDATION, TEST = "train", "validation", "test"
+
+
+@dataclass(frozen=True)
+class DatasetSplit:
+    """One split of a run's data, for ``log_datasets``: ``name`` the dataset's (``fashion_mnist``),
+    ``context`` which split (``TRAIN``/``VALIDATION``/``TEST``), the raw arrays, and ``source``: where
+    the files came from (a URL or a local path), None for data made by code."""
+
+    name: str
+    context: str
+    features: np.ndarray
+    targets: Optional[np.ndarray]
+    source: Optional[str] = None
 
 
 class RunLogger(Protocol):
@@ -37,6 +56,10 @@ class RunLogger(Protocol):
     def log_artifact(self, path: Path | str, artifact_path: Optional[str] = None) -> None: ...
 
     def set_tags(self, tags: Mapping[str, Any]) -> None: ...
+
+    def log_datasets(self, datasets: Sequence[DatasetSplit]) -> None:
+        """Record which data the run read (the store keeps a description and digest, not the arrays)."""
+        ...
 
     def log_model(self, **package: Any) -> Optional[str]:
         """Log a servable model; its URI, or None when this logger does not keep models. ``package``:
@@ -69,6 +92,9 @@ class LoggerContext:
             self.close("KILLED")
         else:
             self.close("FAILED")
+
+    def log_datasets(self, datasets: Sequence[DatasetSplit]) -> None:
+        """Loggers without dataset records keep nothing."""
 
     def log_model(self, **package: Any) -> Optional[str]:
         """Loggers that cannot store models keep nothing."""

@@ -11,6 +11,10 @@ Two guarantees beyond writing:
   and retried with back-off while the server does not answer, spilled to the run directory's
   ``unsent_tracking.jsonl`` before every checkpoint, and what is still unsent at the end stays in
   that file, with the command that replays it printed.
+
+A new run also gets MLflow's standard tags and a name unique in its experiment
+(``TrackingStore.create_run``), its data splits as dataset inputs (``log_datasets``) and, unless
+``system_metrics=False``, MLflow's ``system/...`` metrics while it is open (``system_metrics.py``).
 """
 
 from __future__ import annotations
@@ -18,9 +22,10 @@ from __future__ import annotations
 import logging
 import time
 from pathlib import Path
-from typing import Any, ClassVar, Dict, Mapping, Optional
+from typing import Any, ClassVar, Dict, Mapping, Optional, Sequence, Set
 
-from mgelab.tracking.base import LoggerContext
+from mgelab.tracking.base import DatasetSplit, LoggerContext
+from mgelab.tracking.datasets import describe_split, identity
 from mgelab.tracking.metric_buffer import MetricBuffer
 from mgelab.tracking.model_logging import log_pyfunc_model
 from mgelab.tracking.outbox import Outbox
@@ -30,6 +35,7 @@ from mgelab.tracking.spool import (
     Entry,
     Spool,
     artifact_entry,
+    inputs_entry,
     metrics_entry,
     params_entry,
     replay_command,
@@ -37,6 +43,7 @@ from mgelab.tracking.spool import (
     tags_entry,
 )
 from mgelab.tracking.store import TrackingStore, prepare_store
+from mgelab.tracking.system_metrics import start_monitor, stop_monitor
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +51,7 @@ log = logging.getLogger(__name__)
 class MLflowLogger(LoggerContext):
     """One run of ``experiment_name`` in the store at ``tracking_uri``: a new one, or ``run_id``
     continued. ``spool_dir``: where what could not be sent is kept (the run directory; default: the
-    working directory)."""
+    working directory). ``system_metrics``: sample CPU, memory (and GPU) use while the run is open."""
 
     resumes_runs: ClassVar[bool] = True
     has_store: ClassVar[bool] = True
@@ -60,6 +67,7 @@ class MLflowLogger(LoggerContext):
         log_model: bool = False,
         register_as: Optional[str] = None,
         spool_dir: Optional[str] = None,
+        system_metrics: bool = True,
     ) -> None:
         self.tracking_uri = tracking_uri
         # logger.log_model / logger.register_as (registering implies logging the model).
@@ -68,6 +76,8 @@ class MLflowLogger(LoggerContext):
         self.client = self.store.client
         # A metric step at or below these was logged before a resume: not logged twice.
         self._logged_through: Dict[str, int] = {}
+        # (name, digest, context) of the dataset inputs the run holds (a resume's): not logged twice.
+        self._logged_inputs: Set[tuple] = set()
         try:
             self.experiment_id = prepare_store(tracking_uri, experiment_name, artifact_location)
             self.run_id = self._open_run(run_name, tags or {}, run_id)
@@ -83,12 +93,15 @@ class MLflowLogger(LoggerContext):
         spool = Spool(spool_dir, self.run_id, tracking_uri, self.experiment_id)
         self.outbox = Outbox(self._send, is_unreachable, spool, label=tracking_uri, held=self.resumed)
         self._metrics = MetricBuffer(lambda rows: self.outbox.put(metrics_entry(rows)))
+        self.system_metrics = bool(system_metrics)
+        self._monitor = start_monitor(self.run_id, tracking_uri) if self.system_metrics and self.reopened else None
 
     def _open_run(self, run_name: Optional[str], tags: Mapping[str, Any], run_id: Optional[str]) -> str:
         if not run_id:
             return self.store.create_run(self.experiment_id, run_name, tags)
         # A resumed training continues the run its checkpoint names; reading it changes nothing.
         self._logged_through = self.store.last_steps(run_id)
+        self._logged_inputs = set(self.store.dataset_inputs(run_id))
         return run_id
 
     def _send(self, entry: Entry) -> None:
@@ -112,6 +125,19 @@ class MLflowLogger(LoggerContext):
     def log_artifact(self, path: Path | str, artifact_path: Optional[str] = None) -> None:
         self.outbox.put(artifact_entry(path, artifact_path))
 
+    def log_datasets(self, datasets: Sequence[DatasetSplit]) -> None:
+        """The splits as the run's dataset inputs (context tag ``mlflow.data.context``); those the run
+        already holds (a resumed run's, same digest) are not logged again. Never fails the run."""
+        try:
+            described = [describe_split(split) for split in datasets]
+        except Exception as exc:  # arrays MLflow cannot describe (an object dtype): the run goes on
+            log.warning("the run's datasets are not recorded: %s", error_text(exc))
+            return
+        fresh = [d for d in described if identity(d) not in self._logged_inputs]
+        self._logged_inputs.update(identity(d) for d in fresh)
+        if fresh:
+            self.outbox.put(inputs_entry(fresh))
+
     def set_tags(self, tags: Mapping[str, Any]) -> None:
         self.outbox.put(tags_entry(tags))
 
@@ -131,6 +157,8 @@ class MLflowLogger(LoggerContext):
             self.reopened = True
             self.outbox.put_first(status_entry("RUNNING"), keep=False)
             self.outbox.release()
+            if self.system_metrics and not self._closed:  # its steps continue the run's
+                self._monitor = start_monitor(self.run_id, self.tracking_uri, resume=True)
 
     def __exit__(self, exc_type, exc, tb) -> None:
         if exc is not None:
@@ -146,6 +174,8 @@ class MLflowLogger(LoggerContext):
         if self._closed:
             return
         self._closed = True
+        stop_monitor(self._monitor)  # its last samples before the run's status
+        self._monitor = None
         try:
             if self.reopened or status == "FINISHED":
                 self._end(status)

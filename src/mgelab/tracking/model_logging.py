@@ -9,12 +9,16 @@ provides
 
 (mgelab's is ``mgelab.serving.pyfunc``, whose ``model_package`` computes every argument of
 ``log_pyfunc_model`` but the run). So this module needs neither MegEngine nor mgelab's serving code.
+
+The model is logged from code (``pyfunc_model.py``, MLflow's recommended way): a model object
+would be cloudpickled into the model, and unpickling runs whatever the pickle says.
 """
 
 from __future__ import annotations
 
 import contextlib
 import importlib
+from pathlib import Path
 from typing import Any, Iterator, Mapping, Optional, Sequence
 
 import mlflow
@@ -26,6 +30,8 @@ from mgelab.tracking.client import RetryingClient
 
 # The model_config key naming the loader module.
 LOADER_KEY = "loader"
+# The model's code file (it builds a DelegatingModel).
+MODEL_CODE = Path(__file__).with_name("pyfunc_model.py")
 
 
 class DelegatingModel(mlflow.pyfunc.PythonModel):
@@ -91,7 +97,7 @@ def log_pyfunc_model(
     model = client.create_logged_model(client.get_run(run_id).info.experiment_id, name=name, source_run_id=run_id)
     with _tracking_uri(tracking_uri):
         mlflow.models.Model.log(
-            None, name=name, flavor=mlflow.pyfunc, python_model=DelegatingModel(), model_id=model.model_id,
+            None, name=name, flavor=mlflow.pyfunc, python_model=str(MODEL_CODE), model_id=model.model_id,
             run_id=run_id, artifacts=dict(artifacts), model_config={**model_config, LOADER_KEY: loader},
             code_paths=list(code_paths), signature=mlflow.models.infer_signature(input_example, output_example),
             input_example=input_example, pip_requirements=list(pip_requirements),

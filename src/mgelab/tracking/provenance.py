@@ -4,18 +4,28 @@ from __future__ import annotations
 
 import subprocess
 from pathlib import Path
+from typing import Optional
+
+
+def _git(directory: Path | str, *args: str) -> str:
+    return subprocess.run(
+        ["git", *args], cwd=directory, capture_output=True, text=True, timeout=10, check=True
+    ).stdout.strip()
+
+
+def git_dirty(directory: Path | str) -> Optional[bool]:
+    """Whether files git tracks differ from HEAD in the checkout holding ``directory``; None outside
+    git (or without git). Untracked files do not count: they are not part of what ran from the repo."""
+    try:
+        return bool(_git(directory, "status", "--porcelain", "--untracked-files=no"))
+    except (OSError, subprocess.SubprocessError):
+        return None
 
 
 def git_commit(directory: Path | str) -> str:
     """The checkout's HEAD commit, with ``-dirty`` when files differ; ``unknown`` outside git."""
-    def git(*args: str) -> str:
-        return subprocess.run(
-            ["git", *args], cwd=directory, capture_output=True, text=True, timeout=10, check=True
-        ).stdout.strip()
-
     try:
-        commit = git("rev-parse", "HEAD")
-        dirty = bool(git("status", "--porcelain", "--untracked-files=no"))
+        commit = _git(directory, "rev-parse", "HEAD")
     except (OSError, subprocess.SubprocessError):
         return "unknown"
-    return commit + ("-dirty" if dirty else "")
+    return commit + ("-dirty" if git_dirty(directory) else "")

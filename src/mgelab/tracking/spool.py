@@ -10,6 +10,9 @@ JSON object per line; ``python -m mgelab.tracking.replay <file>`` sends them):
   (NaN and infinities as JSON's ``NaN``/``Infinity``, which Python reads back);
 - ``{"kind": "tags", "tags": {...}}``, ``{"kind": "params", "params": {...}}``;
 - ``{"kind": "artifact", "path": <absolute local path>, "artifact_path": ...}``;
+- ``{"kind": "inputs", "datasets": [{"name": ..., "digest": ..., "source_type": ..., "source": <JSON
+  text>, "schema": <JSON text>, "profile": <JSON text>, "context": "train"}, ...]}``: the run's data
+  splits as MLflow dataset inputs (a description and digest, never the arrays; ``datasets.py``);
 - ``{"kind": "status", "status": "FINISHED", "end_time": <ms>}``: how the run ended.
 
 A line the store refused (rather than failed to answer) carries ``"error"``: the refusal.
@@ -43,6 +46,11 @@ def tags_entry(tags: Mapping[str, Any]) -> Entry:
 
 def params_entry(params: Mapping[str, Any]) -> Entry:
     return {"kind": "params", "params": str_dict(params)}
+
+
+def inputs_entry(datasets: Sequence[Mapping[str, Any]]) -> Entry:
+    """``datasets``: ``datasets.describe_split`` values (plain strings)."""
+    return {"kind": "inputs", "datasets": [dict(d) for d in datasets]}
 
 
 def artifact_entry(path: Path | str, artifact_path: Optional[str] = None) -> Entry:

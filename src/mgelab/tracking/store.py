@@ -15,12 +15,16 @@ from urllib.parse import urlparse
 
 from mlflow.entities import Metric, Param, RunTag, ViewType
 from mlflow.exceptions import MlflowException
+from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
 
 from mgelab.tracking.client import RetryingClient
+from mgelab.tracking.datasets import identity, to_inputs
 from mgelab.tracking.metric_buffer import MetricRow
 from mgelab.tracking.params import fit_param
 from mgelab.tracking.reachability import check_tracking_uri
 from mgelab.tracking.records import RunRecord, chunks, sqlite_path, str_dict, to_record
+from mgelab.tracking.run_context import standard_tags
+from mgelab.tracking.run_names import create_uniquely_named
 
 # MLflow 3's UI shows an experiment of this kind as a table of training runs (not its GenAI view).
 EXPERIMENT_KIND_TAG = ("mlflow.experimentKind", "custom_model_development")
@@ -66,7 +70,14 @@ class TrackingStore:
         self.client = RetryingClient(tracking_uri, bounded=bounded)
 
     def create_run(self, experiment_id: str, run_name: Optional[str], tags: Mapping[str, Any]) -> str:
-        return self.client.create_run(experiment_id, run_name=run_name, tags=str_dict(tags)).info.run_id
+        """A new run: ``run_name`` made unique in the experiment (``name (2)``...), ``tags`` plus
+        MLflow's standard ones (user, source, git; ``tags`` win); its id."""
+        resolved = standard_tags(tags)
+
+        def create(name: Optional[str]) -> str:
+            return self.client.create_run(experiment_id, run_name=name, tags=resolved).info.run_id
+
+        return create_uniquely_named(self.client, self.tracking_uri, experiment_id, run_name, create)
 
     def log_params(self, run_id: str, params: Mapping[str, Any]) -> None:
         entries = [Param(*fit_param(k, v)) for k, v in params.items()]
@@ -105,6 +116,8 @@ class TrackingStore:
             self.set_tags(run_id, entry["tags"])
         elif kind == "params":
             self.log_params(run_id, entry["params"])
+        elif kind == "inputs":
+            self.client.log_inputs(run_id, datasets=to_inputs(entry["datasets"]))
         elif kind == "artifact":
             self.log_artifact(run_id, entry["path"], entry.get("artifact_path"))
         elif kind == "status" and entry["status"] == "RUNNING":
@@ -118,6 +131,15 @@ class TrackingStore:
         """The highest step logged so far for each metric of a run."""
         keys = self.client.get_run(run_id).data.metrics
         return {key: max(m.step for m in self.client.get_metric_history(run_id, key)) for key in keys}
+
+    def dataset_inputs(self, run_id: str) -> List[tuple]:
+        """``(name, digest, context)`` of every dataset input the run holds."""
+        inputs = self.client.get_run(run_id).inputs
+        found = []
+        for held in inputs.dataset_inputs if inputs else []:
+            context = {t.key: t.value for t in held.tags}.get(MLFLOW_DATASET_CONTEXT)
+            found.append(identity({"name": held.dataset.name, "digest": held.dataset.digest, "context": context}))
+        return found
 
     def experiment_id(self, name: str) -> Optional[str]:
         found = self.client.get_experiment_by_name(name)
