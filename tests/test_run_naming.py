@@ -119,9 +119,10 @@ def test_a_smoke_run_is_a_debug_run_in_its_own_experiment(train_run, caplog):
 
 def test_the_header_and_summary_say_what_ran_where_as_text(train_run, caplog):
     caplog.set_level(logging.INFO, logger="mgelab")
-    done = train_run([*TINY, "logger=none"])
+    done = train_run([*TINY, "logger=none", "run_name=baseline"])
     lines = [r.getMessage() for r in caplog.records if r.name == "mgelab.run"]
     text = "\n".join(lines)
+    assert lines[0] == "run 'baseline'"  # a run_name given on the command line wins; untracked: no experiment
     assert "(debug run)" not in text and "MLflow   not tracked (logger=none)" in text
     assert f"  run dir  {done.run_dir}" in lines
     assert "  data     synthetic: 192 train / 64 val / 128 test, input 1x8x8, 4 outputs (classification)" in lines

@@ -45,7 +45,8 @@ def header_lines(
     threads = f", {cpu_threads} CPU thread{'s' if cpu_threads != 1 else ''}" if device.startswith(("cpu", "multi")) \
         else ""
     return [
-        f"run {name!r} in experiment {experiment}" + (" (debug run)" if debug else ""),
+        f"run {name!r}" + (f" in experiment {experiment}" if getattr(logger, "run_id", None) else "")
+        + (" (debug run)" if debug else ""),
         f"  run dir  {run_dir}",
         f"  MLflow   {tracking_line(logger)}",
         f"  data     {data_info.get('name')}: {_sizes(data_info)}, input {shape}, "
