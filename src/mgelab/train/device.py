@@ -4,7 +4,9 @@ MegEngine's wheels carry CUDA; on a machine without a usable NVIDIA driver it fa
 back to the CPU. ``trainer.device=gpu`` asks for the GPU and fails clearly when there
 is none, ``auto`` takes the GPU when one is usable, ``cpu`` never probes CUDA.
 Call it before any model is built: parameters live on the device that was the
-default when they were created.
+default when they were created. Probing CUDA (``auto``, ``gpu``) on a machine without a
+driver prints nothing: ``import mgelab`` has MegEngine's first probe run with its
+CUDA-driver box kept off stderr (see ``mgelab/__init__.py``).
 """
 
 from __future__ import annotations
