@@ -175,3 +175,27 @@ def test_dataset_inputs_survive_the_spool_and_its_replay(uri, tmp_path):
     assert sorted(inputs_of(uri, run_id)) == sorted([TRAIN, VALIDATION, TEST])
     replay(report.renamed_to)  # replayed again: the store holds each input once
     assert len(MlflowClient(uri).get_run(run_id).inputs.dataset_inputs) == 3
+
+
+# --- end to end ---------------------------------------------------------------------------------
+@pytest.mark.slow
+def test_a_joblib_sweep_of_one_name_tracks_by_mlflows_conventions(tmp_path, monkeypatch):
+    from test_train_script import run_script
+
+    monkeypatch.setenv("MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL", "0.5")
+    run_script(tmp_path, "-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "data=synthetic", "epochs=1",
+               "trainer.progress_bar=false", "model=mlp,mlp")
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = MlflowClient(uri)
+    runs = client.search_runs([e.experiment_id for e in client.search_experiments()])
+    children = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
+    assert len(runs) == 3 and len(children) == 2
+    assert len({r.info.run_name for r in children}) == 2  # the same name made unique
+    # Inside joblib's workers as in the process the user started: the script the user ran.
+    assert {r.data.tags["mlflow.source.name"] for r in runs} == {str(SCRIPT)}
+    assert all("mlflow.source.git.commit" in r.data.tags and r.data.tags["mlflow.user"] for r in runs)
+    for child in children:
+        inputs = inputs_of(uri, child.info.run_id)
+        assert sorted(inputs) == sorted([TRAIN, VALIDATION, TEST])
+        assert {d.name for d in inputs.values()} == {"synthetic"}
+        assert "system/cpu_utilization_percentage" in child.data.metrics
