@@ -164,6 +164,7 @@ def test_the_digest_covers_every_byte_not_only_the_first_values():
     assert content_digest(features, targets) != content_digest(changed, targets)
     assert content_digest(features, targets) != content_digest(features, targets + 1)
     assert content_digest(features, targets) == content_digest(features.copy(), targets)
+    assert content_digest(features[:0], targets[:0]) != content_digest(features[:0, :1], targets[:0])
 
 
 def test_dataset_inputs_survive_the_spool_and_its_replay(uri, tmp_path):

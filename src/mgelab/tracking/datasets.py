@@ -36,7 +36,7 @@ def content_digest(features: np.ndarray, targets: Optional[np.ndarray]) -> str:
             continue
         array = np.ascontiguousarray(array)
         digest.update(f"{array.dtype.str}{array.shape}".encode())
-        digest.update(memoryview(array).cast("B"))
+        digest.update(array.reshape(-1).view(np.uint8))  # the bytes, without a copy (empty ones too)
     return digest.hexdigest()
 
 
