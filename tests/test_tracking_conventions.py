@@ -167,6 +167,22 @@ def test_the_digest_covers_every_byte_not_only_the_first_values():
     assert content_digest(features[:0], targets[:0]) != content_digest(features[:0, :1], targets[:0])
 
 
+def test_run_experiment_hands_the_data_modules_raw_splits_and_source():
+    from types import SimpleNamespace
+
+    from mgelab.data.synthetic import SyntheticImages
+    from mgelab.run.experiment import dataset_splits
+
+    data = SyntheticImages(image_shape=(1, 4, 4), batch_size=8, val_size=16, seed=3)
+    made = dataset_splits(data)
+    assert [(d.name, d.context, d.source) for d in made] == [
+        ("synthetic", TRAIN, None), ("synthetic", VALIDATION, None), ("synthetic", TEST, None)]
+    assert made[1].features is data.splits["val"].inputs and made[2].targets is data.splits["test"].targets
+    fetched = SimpleNamespace(name="fashion_mnist", splits=data.splits, mirror=None, base_url=URL)
+    assert {d.source for d in dataset_splits(fetched)} == {URL}
+    assert {d.source for d in dataset_splits(SimpleNamespace(**{**vars(fetched), "mirror": "/srv/m"}))} == {"/srv/m"}
+
+
 def test_dataset_inputs_survive_the_spool_and_its_replay(uri, tmp_path):
     run_id = new_run(uri)
     spool = Spool(tmp_path / "run", run_id, uri)
