@@ -8,6 +8,7 @@ hold the same config too: a checkpoint of another config names the keys that dif
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Mapping, Optional
@@ -15,6 +16,8 @@ from typing import Any, Dict, Iterator, List, Mapping, Optional
 from mgelab.checkpoint import CheckpointError, CheckpointStore, load_checkpoint, read_manifest
 from mgelab.tracking.params import flatten
 from mgelab.train.resume import explicit_checkpoint, newest_store
+
+log = logging.getLogger(__name__)
 
 # Keys that cannot change what is trained: how it is resumed and shown, and where files and the
 # store live. A key ending in "." stands for everything below it.
@@ -79,8 +82,8 @@ def plan_resume(
         return _checked(own_store, config, "this run's directory")
     found = newest_store(_matching_stores(config, output_dir))
     if found is None:
-        print(f"trainer.resume=auto: no checkpoint of this config under {output_dir} or in {own_store.parent}; "
-              "starting afresh")
+        log.info("trainer.resume=auto: no checkpoint of this config under %s or in %s; starting afresh",
+                 output_dir, own_store.parent)
         return None
     return ResumePlan(found, stored_run_meta(found).get("tracking_run_id"), "matching config")
 
