@@ -41,7 +41,7 @@ def test_single_run_is_fully_tracked(tmp_path):
     params, tags = run.data.params, run.data.tags
     assert params["optim.lr"] == "0.05" and params["model.name"] == "mlp" and params["seed"] == "42"
     assert int(params["model_info.num_parameters"]) > 0
-    for key in ("data", "model", "optim", "experiment", "git_commit", "megengine_version"):
+    for key in ("data", "model", "optim", "experiment", "mlflow.source.git.commit", "megengine_version"):
         assert key in tags, key
     history = client.get_metric_history(run.info.run_id, "val/acc")
     assert [m.step for m in history] == [1, 2]

@@ -134,7 +134,6 @@ def _parent_name(config: DictConfig, swept: List[str]) -> str:
 
 
 def _parent_tags(config: DictConfig) -> Dict[str, Any]:
-    from mgelab.tracking.provenance import git_commit
     from mgelab.tracking.sweep import ROLE_TAG, SWEEP_NAME_TAG
 
     choices = config.hydra.runtime.choices
@@ -145,7 +144,6 @@ def _parent_tags(config: DictConfig) -> Dict[str, Any]:
         "hydra/overrides": " ".join(config.hydra.overrides.task) or "(none)",
         "sweep/launcher": choices.get("hydra/launcher"),
         "sweep/sweeper": choices.get("hydra/sweeper"),
-        "git_commit": git_commit(config.paths.root_dir),
     }
 
 

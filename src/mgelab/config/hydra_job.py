@@ -12,7 +12,6 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import DictConfig
 
-from mgelab.tracking.provenance import git_commit
 from mgelab.tracking.sweep_job import PARENT_ENV, SweepJob
 
 # Set by the sweep callback around every job (as PARENT_ENV is): the keys the sweep varies, as a
@@ -45,7 +44,6 @@ def run_tags(cfg: DictConfig) -> Dict[str, Any]:
         "model": choices.get("model"),
         "optim": choices.get("optim"),
         "experiment": choices.get("experiment") or "none",
-        "git_commit": git_commit(cfg.paths.root_dir),
         "hydra/overrides": " ".join(hydra_cfg.overrides.task) or "(none)",
         "hydra/run_dir": hydra_cfg.runtime.output_dir,
     }

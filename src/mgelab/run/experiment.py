@@ -3,6 +3,7 @@ Hydra, so notebooks (and tests of the pieces) can call it with objects they buil
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional
 
@@ -15,6 +16,8 @@ from mgelab.tracking.base import TEST, TRAIN, VALIDATION, DatasetSplit
 from mgelab.tracking.objective import MONITOR_MODE_TAG, MONITOR_TAG, MONITOR_VALUE_METRIC
 from mgelab.train.task import get_task
 from mgelab.train.trainer import FitResult, Trainer
+
+log = logging.getLogger(__name__)
 
 # A model this small (chapter 1's line: w and b) has its values logged as metrics.
 MAX_LOGGED_PARAMETER_VALUES = 16
@@ -85,9 +88,11 @@ def run_experiment(
     logger.set_tags({MONITOR_TAG: result.monitor, MONITOR_MODE_TAG: result.monitor_mode})
     logger.log_metrics({MONITOR_VALUE_METRIC: result.best_value}, step=result.best_epoch)
     plots = run_dir / "plots"
-    logger.log_artifact(plot_learning_curves(result.history, plots / "learning_curves.png"), "plots")
+    # Plots name their run: a PNG downloaded from the UI still says which run it is.
+    title = getattr(logger, "run_name", None) or type(model).__name__
+    logger.log_artifact(plot_learning_curves(result.history, plots / "learning_curves.png", title=title), "plots")
     if result.confusion is not None:
-        figure = plot_confusion_matrix(result.confusion, data.class_names, plots / "confusion_matrix.png")
+        figure = plot_confusion_matrix(result.confusion, data.class_names, plots / "confusion_matrix.png", title=title)
         logger.log_artifact(figure, "plots")
     for part in sorted(Path(result.best_checkpoint).iterdir()):
         logger.log_artifact(part, "checkpoints/best")
@@ -95,6 +100,6 @@ def run_experiment(
     package = model_package(result.best_checkpoint, data.splits["test"].inputs[:2]) if logger.logs_models else None
     model_uri = logger.log_model(**package) if package else None
     if model_uri:
-        print(f"logged model {model_uri}")
+        log.info("logged model %s", model_uri)
     return result
 

@@ -29,6 +29,9 @@ RESUME_NEUTRAL_KEYS = (
     "logger.tracking_uri",
     "logger.artifact_location",
     "logger.spool_dir",
+    "logger.system_metrics",
+    "logger.log_model",
+    "logger.register_as",
     "data.data_dir",
     "sweep.",
 )

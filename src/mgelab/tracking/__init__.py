@@ -5,7 +5,10 @@
 downloaded), ``reachability`` (a tracking server checked before a run starts), ``outbox`` and
 ``spool`` (what a server that went away could not take, held, retried and written to the run
 directory), ``replay`` (that file sent into its run later), ``objective`` (the value a run hands
-its sweeper), ``sweep`` and ``sweep_job`` (a sweep's parent and child runs). MLflow-free: ``base``,
+its sweeper), ``sweep`` and ``sweep_job`` (a sweep's parent and child runs), ``run_context`` (MLflow's
+standard tags: user, source script, git), ``run_names`` (a run's name unique in its experiment),
+``datasets`` (data splits as MLflow dataset inputs), ``system_metrics`` (MLflow's CPU/memory monitor),
+``pyfunc_model`` (the models-from-code file a logged model loads). MLflow-free: ``base``,
 ``records``, ``retry``, ``metric_buffer``, ``params``, ``provenance``. The layer's rule: no Hydra,
 no trainer, no MegEngine and no serving or deploy code.
 """

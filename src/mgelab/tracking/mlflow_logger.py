@@ -81,6 +81,9 @@ class MLflowLogger(LoggerContext):
         try:
             self.experiment_id = prepare_store(tracking_uri, experiment_name, artifact_location)
             self.run_id = self._open_run(run_name, tags or {}, run_id)
+            # The name it got: made unique in the experiment, or the resumed run's own.
+            found = self.store.find_run(self.run_id)
+            self.run_name = found.name if found else run_name
         except Exception as exc:
             if is_unreachable(exc):
                 raise TrackingUnavailable(tracking_uri, error_text(exc)) from exc

@@ -20,12 +20,3 @@ def git_dirty(directory: Path | str) -> Optional[bool]:
         return bool(_git(directory, "status", "--porcelain", "--untracked-files=no"))
     except (OSError, subprocess.SubprocessError):
         return None
-
-
-def git_commit(directory: Path | str) -> str:
-    """The checkout's HEAD commit, with ``-dirty`` when files differ; ``unknown`` outside git."""
-    try:
-        commit = _git(directory, "rev-parse", "HEAD")
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
-    return commit + ("-dirty" if git_dirty(directory) else "")
