@@ -114,7 +114,8 @@ def test_a_smoke_run_is_a_debug_run_in_its_own_experiment(train_run, caplog):
     text = caplog.text
     assert "(debug run)" in text and "experiment synthetic_debug" in text
     url = run_url("sqlite:///x", done.run.info.experiment_id, done.run.info.run_id)
-    assert f"MLflow   {url} (`make ui` serves it)" in text
+    # The test's store is not the default one: the hint names it.
+    assert f"MLflow   {url} (`make ui TRACKING_URI={done.cfg.logger.tracking_uri}` serves it)" in text
 
 
 def test_the_header_and_summary_say_what_ran_where_as_text(train_run, caplog):

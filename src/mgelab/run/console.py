@@ -10,6 +10,8 @@ import logging
 from pathlib import Path
 from typing import Any, List, Mapping
 
+from mgelab.config.resolvers import paths_value
+
 log = logging.getLogger("mgelab.run")
 
 # Where `make ui` serves the MLflow UI for the default SQLite store.
@@ -27,9 +29,13 @@ def tracking_line(logger) -> str:
     run_id = getattr(logger, "run_id", None)
     if not run_id:
         return "not tracked (logger=none)"
-    url = run_url(str(getattr(logger, "tracking_uri", "")), logger.experiment_id, run_id)
-    local = "" if url.startswith(str(getattr(logger, "tracking_uri", "")).rstrip("/")) else " (`make ui` serves it)"
-    return f"{url}{local}"
+    uri = str(getattr(logger, "tracking_uri", ""))
+    url = run_url(uri, logger.experiment_id, run_id)
+    if url.startswith(uri.rstrip("/")):  # a tracking server: its own UI
+        return url
+    # `make ui` shows the default store; another one is named on its command line.
+    serve = "make ui" if uri == paths_value("tracking_uri") else f"make ui TRACKING_URI={uri}"
+    return f"{url} (`{serve}` serves it)"
 
 
 def _sizes(info: Mapping[str, Any]) -> str:
