@@ -4,8 +4,13 @@
     python scripts/bench.py conv_impl=[native,fast] models=[cnn,lenet] steps=10
     python scripts/bench.py device=multithread2:0
 
-Prints one JSON line per (model, variant, conv_impl), then a table. Random data of the
-right shape, so the figures compare with ../shared/peers/torch_reference.py run alike.
+First the machine, as a ``{"machine": ...}`` JSON line and a readable line: CPU, AVX2/AVX-512/AMX
+flags, MegEngine version, execution strategy (``strategy``; null: MEGENGINE_EXECUTION_STRATEGY or
+HEURISTIC), device threads and the sgemm peak (best of 3 ``sgemm_size``^3 float32 ``F.matmul``).
+Then one JSON line per (model, variant, conv_impl), then a table. Random data of the right shape,
+so the figures compare with ../shared/peers/torch_reference.py run alike. ``train_gflops``: train
+samples/s x training FLOPs per sample (3x the forward multiply-adds of MegEngine's module
+statistics, 2 FLOPs each; activations, loss, optimizer uncounted); ``of_peak``: that / sgemm peak.
 ``peak_rss_mb``: the peak resident memory of the measurement, MegEngine itself (~300 MB)
 included. With ``isolate=true`` (the default) each measurement runs in a fresh process;
 with ``isolate=false`` the high-water mark is reset through /proc/self/clear_refs, but
@@ -17,9 +22,7 @@ from __future__ import annotations
 import json
 import tempfile
 import time
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
-from multiprocessing import get_context
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import hydra
@@ -34,9 +37,10 @@ from omegaconf import DictConfig, OmegaConf
 
 from mgelab.data.arrays import ArrayDataModule, Split
 from mgelab.models import create_model
+from mgelab.models.summary import model_summary
 from mgelab.nn import Conv2d, check_conv_impl
 from mgelab.tracking.base import NullLogger
-from mgelab.train import Trainer
+from mgelab.train import Trainer, machine
 from mgelab.train.memory import peak_rss_mb, reset_peak_rss
 from mgelab.train.optim import OptimizerFactory
 
@@ -47,7 +51,10 @@ FULL_TRAIN_SIZES = {FASHION: 60_000, CIFAR: 50_000}
 NUM_CLASSES = 10
 TABLE_COLUMNS = (
     "model", "variant", "compiled", "conv_impl", "train_samples_per_s", "eval_samples_per_s", "peak_rss_mb",
+    "train_gflops", "of_peak",
 )
+# Shorter table headers for the widest columns (the JSON keys stay as they are).
+TABLE_HEADERS = {"train_samples_per_s": "train/s", "eval_samples_per_s": "eval/s", "peak_rss_mb": "rss_mb"}
 
 
 @dataclass(frozen=True)
@@ -89,9 +96,11 @@ class RandomImages(ArrayDataModule):
 
 
 # --- models -----------------------------------------------------------------------------------
-def has_convs(name: str, kwargs: Dict[str, Any]) -> bool:
+def probe(name: str, kwargs: Dict[str, Any]) -> Tuple[bool, int]:
+    """Whether the model has convolutions, and its training FLOPs per sample."""
     model = create_model(name, INPUT_SHAPES[name], NUM_CLASSES, **kwargs)
-    return any(isinstance(m, Conv2d) for m in model.modules())
+    flops = machine.train_flops_per_sample(model_summary(model, INPUT_SHAPES[name]).flops)
+    return any(isinstance(m, Conv2d) for m in model.modules()), flops
 
 
 def build(name: str, impl: Optional[str], kwargs: Dict[str, Any]) -> M.Module:
@@ -162,25 +171,13 @@ def bench_bare(model: M.Module, name: str, s: Settings, compiled: bool) -> Tuple
 
     run_step = trace(record, symbolic=True) if compiled else record
     model.train()
-    seconds = timed(lambda: run_step(mge.tensor(x), mge.tensor(y)), s.warmup, s.steps, s.sync_every_step)
+    seconds = machine.timed(lambda: run_step(mge.tensor(x), mge.tensor(y)), s.warmup, s.steps, s.sync_every_step)
     train_rate = s.batch * s.steps / seconds
     model.eval()
     x_eval = mge.tensor(rng.normal(size=(s.eval_batch, *INPUT_SHAPES[name])).astype("float32"))
-    eval_rate = s.eval_batch * s.eval_batches / timed(lambda: model(x_eval), 1, s.eval_batches, s.sync_every_step)
+    eval_seconds = machine.timed(lambda: model(x_eval), 1, s.eval_batches, s.sync_every_step)
+    eval_rate = s.eval_batch * s.eval_batches / eval_seconds
     return train_rate, eval_rate
-
-
-def timed(fn, warmup: int, repeats: int, sync_each: bool) -> float:
-    """Seconds for ``repeats`` calls after ``warmup`` calls, waiting for the last result."""
-    for _ in range(warmup):
-        fn().numpy()
-    started = time.perf_counter()
-    for _ in range(repeats):
-        out = fn()
-        if sync_each:
-            out.numpy()
-    out.numpy()  # MegEngine runs asynchronously: the clock stops when the last result exists
-    return time.perf_counter() - started
 
 
 VARIANTS = {"trainer": bench_trainer, "bare": bench_bare}
@@ -196,6 +193,8 @@ class Job:
     conv_impl: Optional[str]
     compiled: bool
     device: str
+    strategy: Optional[str]
+    train_flops: int  # per sample
     settings: Settings
     model_kwargs: Dict[str, Any]
 
@@ -203,6 +202,7 @@ class Job:
 def measure(job: Job) -> Dict[str, Any]:
     s = job.settings
     mge.set_default_device(job.device)
+    machine.apply_execution_strategy(job.strategy)
     reset_peak_rss()
     mge.random.seed(s.seed)
     model = build(job.model, job.conv_impl, job.model_kwargs)
@@ -214,19 +214,15 @@ def measure(job: Job) -> Dict[str, Any]:
         "conv_impl": job.conv_impl,
         "conv_path": conv_path(model),
         "device": job.device,
+        "strategy": machine.execution_strategy(),
         "train_samples_per_s": round(train_rate, 1),
         "eval_samples_per_s": round(eval_rate, 1),
         "batch": s.batch,
         "steps": s.steps,
         "peak_rss_mb": peak_rss_mb(),
+        "train_flops_per_sample": job.train_flops,
+        "train_gflops": round(machine.gflops(train_rate, job.train_flops), 2),
     }
-
-
-def measure_isolated(job: Job) -> Dict[str, Any]:
-    """``measure`` in a new process: MegEngine's allocator never returns memory, so only a
-    fresh process gives each measurement its own peak RSS (and a cold, fair start)."""
-    with ProcessPoolExecutor(max_workers=1, mp_context=get_context("spawn")) as pool:
-        return pool.submit(measure, job).result()
 
 
 def as_list(value: Any) -> List[Any]:
@@ -251,9 +247,10 @@ def cell(value: Any) -> str:
 
 
 def table(rows: List[Dict[str, Any]]) -> str:
-    widths = [max(len(col), *(len(cell(r[col])) for r in rows)) for col in TABLE_COLUMNS]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(TABLE_COLUMNS, widths))]
-    lines += ["  ".join(cell(r[c]).ljust(w) for c, w in zip(TABLE_COLUMNS, widths)) for r in rows]
+    headers = [TABLE_HEADERS.get(col, col) for col in TABLE_COLUMNS]
+    widths = [max(len(h), *(len(cell(r.get(c))) for r in rows)) for h, c in zip(headers, TABLE_COLUMNS)]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths)).rstrip()]
+    lines += ["  ".join(cell(r.get(c)).ljust(w) for c, w in zip(TABLE_COLUMNS, widths)).rstrip() for r in rows]
     return "\n".join(lines)
 
 
@@ -265,19 +262,28 @@ def jobs(cfg: DictConfig) -> List[Job]:
     out = []
     for name in models:
         kwargs = all_kwargs.get(name, {})
+        convs, flops = probe(name, kwargs)
         # conv_impl only means something to models with convolutions: run the others once.
-        for impl in impls if has_convs(name, kwargs) else [None]:
-            out += [Job(name, variant, impl, bool(compiled), cfg.device, settings, kwargs)
+        for impl in impls if convs else [None]:
+            out += [Job(name, variant, impl, bool(compiled), cfg.device, cfg.strategy, flops, settings, kwargs)
                     for compiled in as_list(cfg.compiled) for variant in variants]
     return out
 
 
 def run(cfg: DictConfig) -> List[Dict[str, Any]]:
-    run_job = measure_isolated if cfg.isolate else measure
+    # isolate: each measurement in a new process (its own peak RSS, a cold start, strategy set afresh).
+    def run_in(fn, *args):
+        return machine.in_fresh_process(fn, *args) if cfg.isolate else fn(*args)
+
+    todo = jobs(cfg)  # validates the config before anything is measured
+    host = run_in(machine.measured_machine, cfg.device, cfg.strategy, cfg.sgemm_size)
+    print(json.dumps({"machine": host}), flush=True)
+    print(machine.describe_machine(host), flush=True)
     rows = []
-    for job in jobs(cfg):
+    for job in todo:
         # On a shared machine the fastest of a few runs is the least disturbed one.
-        row = max((run_job(job) for _ in range(max(1, cfg.repeats))), key=lambda r: r["train_samples_per_s"])
+        row = max((run_in(measure, job) for _ in range(max(1, cfg.repeats))), key=lambda r: r["train_samples_per_s"])
+        row["of_peak"] = machine.of_peak(row["train_gflops"], host["sgemm_gflops"])
         print(json.dumps(row), flush=True)
         rows.append(row)
     print(table(rows))
