@@ -4,7 +4,7 @@ forward + backward, timed alone on the shapes the model really sees, against the
 
     python scripts/profile_ops.py                         # cnn, lenet and resnet at batch 64
     python scripts/profile_ops.py models=[resnet] device=multithread2:0
-    MEGENGINE_EXECUTION_STRATEGY=PROFILE_REPRODUCIBLE python scripts/profile_ops.py
+    python scripts/profile_ops.py strategy=PROFILE_REPRODUCIBLE     # MegEngine's algorithm choice
 
 Prints one row per layer (milliseconds and achieved GFLOP/s per piece), then the step's total,
 the share the timed pieces explain and the rest (elementwise ops, pooling, the optimizer, Python
@@ -13,7 +13,6 @@ dispatch). Random data; nothing is trained or tracked. Run it on a quiet machine
 
 from __future__ import annotations
 
-import os
 import time
 from dataclasses import dataclass
 from typing import Callable, Dict, List, Tuple
@@ -29,6 +28,7 @@ from omegaconf import DictConfig
 
 from mgelab.models import create_model
 from mgelab.nn.conv_grad import input_grad, weight_grad
+from mgelab.train.machine import apply_execution_strategy, execution_strategy
 
 INPUT_SHAPES = {"cnn": (1, 28, 28), "lenet": (3, 32, 32), "resnet": (3, 32, 32), "mlp": (1, 28, 28)}
 
@@ -161,8 +161,9 @@ def report(name: str, rows: List[LayerTiming], step: float) -> None:
 @hydra.main(version_base=None, config_path="../conf", config_name="profile_ops")
 def main(cfg: DictConfig) -> None:
     mge.set_default_device(cfg.device)
-    strategy = os.environ.get("MEGENGINE_EXECUTION_STRATEGY", "HEURISTIC")
-    print(f"device {cfg.device}, batch {cfg.batch}, execution strategy {strategy}, MegEngine {mge.__version__}")
+    apply_execution_strategy(cfg.strategy)
+    print(f"device {cfg.device}, batch {cfg.batch}, execution strategy {execution_strategy()}, "
+          f"MegEngine {mge.__version__}")
     for name in cfg.models:
         if name not in INPUT_SHAPES:
             raise SystemExit(f"models: {name!r} is not profiled here; choose from {sorted(INPUT_SHAPES)}")
