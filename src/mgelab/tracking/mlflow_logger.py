@@ -22,7 +22,7 @@ from __future__ import annotations
 import logging
 import time
 from pathlib import Path
-from typing import Any, ClassVar, Dict, Mapping, Optional, Sequence, Set
+from typing import Any, ClassVar, Dict, Mapping, Optional, Sequence, Set, Tuple
 
 from mgelab.tracking.base import DatasetSplit, LoggerContext
 from mgelab.tracking.datasets import describe_split, identity
@@ -80,10 +80,8 @@ class MLflowLogger(LoggerContext):
         self._logged_inputs: Set[tuple] = set()
         try:
             self.experiment_id = prepare_store(tracking_uri, experiment_name, artifact_location)
-            self.run_id = self._open_run(run_name, tags or {}, run_id)
             # The name it got: made unique in the experiment, or the resumed run's own.
-            found = self.store.find_run(self.run_id)
-            self.run_name = found.name if found else run_name
+            self.run_id, self.run_name = self._open_run(run_name, tags or {}, run_id)
         except Exception as exc:
             if is_unreachable(exc):
                 raise TrackingUnavailable(tracking_uri, error_text(exc)) from exc
@@ -99,13 +97,16 @@ class MLflowLogger(LoggerContext):
         self.system_metrics = bool(system_metrics)
         self._monitor = start_monitor(self.run_id, tracking_uri) if self.system_metrics and self.reopened else None
 
-    def _open_run(self, run_name: Optional[str], tags: Mapping[str, Any], run_id: Optional[str]) -> str:
+    def _open_run(
+        self, run_name: Optional[str], tags: Mapping[str, Any], run_id: Optional[str]
+    ) -> Tuple[str, Optional[str]]:
+        """The run's id and name: a new run, or ``run_id`` continued."""
         if not run_id:
-            return self.store.create_run(self.experiment_id, run_name, tags)
+            return self.store.create_named_run(self.experiment_id, run_name, tags)
         # A resumed training continues the run its checkpoint names; reading it changes nothing.
         self._logged_through = self.store.last_steps(run_id)
         self._logged_inputs = set(self.store.dataset_inputs(run_id))
-        return run_id
+        return run_id, self.store.get_run(run_id).name
 
     def _send(self, entry: Entry) -> None:
         self.store.apply(self.run_id, entry)

@@ -72,12 +72,22 @@ class TrackingStore:
     def create_run(self, experiment_id: str, run_name: Optional[str], tags: Mapping[str, Any]) -> str:
         """A new run: ``run_name`` made unique in the experiment (``name (2)``...), ``tags`` plus
         MLflow's standard ones (user, source, git; ``tags`` win); its id."""
+        return self.create_named_run(experiment_id, run_name, tags)[0]
+
+    def create_named_run(
+        self, experiment_id: str, run_name: Optional[str], tags: Mapping[str, Any]
+    ) -> Tuple[str, Optional[str]]:
+        """``create_run``, returning the name the run got as well (MLflow's own pick without ``run_name``)."""
         resolved = standard_tags(tags)
+        named: Dict[str, Optional[str]] = {}
 
         def create(name: Optional[str]) -> str:
-            return self.client.create_run(experiment_id, run_name=name, tags=resolved).info.run_id
+            info = self.client.create_run(experiment_id, run_name=name, tags=resolved).info
+            named["name"] = info.run_name
+            return info.run_id
 
-        return create_uniquely_named(self.client, self.tracking_uri, experiment_id, run_name, create)
+        run_id = create_uniquely_named(self.client, self.tracking_uri, experiment_id, run_name, create)
+        return run_id, named["name"]
 
     def log_params(self, run_id: str, params: Mapping[str, Any]) -> None:
         entries = [Param(*fit_param(k, v)) for k, v in params.items()]
