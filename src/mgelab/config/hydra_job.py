@@ -12,6 +12,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import DictConfig
 
+from mgelab.tracking.sweep import override_key
 from mgelab.tracking.sweep_job import PARENT_ENV, SweepJob
 
 # Set by the sweep callback around every job (as PARENT_ENV is): the keys the sweep varies, as a
@@ -63,7 +64,7 @@ def sweep_overrides(task_overrides: Sequence[str], sweeper_params: Optional[Mapp
 
 def swept_keys(swept: Sequence[str]) -> List[str]:
     """``["model=linear,mlp", "+optim.lr=0.1,0.2"]`` -> ``["model", "optim.lr"]``."""
-    return [str(o).split("=", 1)[0].lstrip("+~") for o in swept]
+    return [override_key(str(o)) for o in swept]
 
 
 def naming_inputs() -> Tuple[List[str], Optional[List[str]]]:
