@@ -28,7 +28,7 @@ from omegaconf import DictConfig
 
 from mgelab.models import create_model
 from mgelab.nn.conv_grad import input_grad, weight_grad
-from mgelab.train.machine import apply_execution_strategy, execution_strategy
+from mgelab.train.machine import describe_machine, measured_machine
 
 INPUT_SHAPES = {"cnn": (1, 28, 28), "lenet": (3, 32, 32), "resnet": (3, 32, 32), "mlp": (1, 28, 28)}
 
@@ -160,10 +160,8 @@ def report(name: str, rows: List[LayerTiming], step: float) -> None:
 
 @hydra.main(version_base=None, config_path="../conf", config_name="profile_ops")
 def main(cfg: DictConfig) -> None:
-    mge.set_default_device(cfg.device)
-    apply_execution_strategy(cfg.strategy)
-    print(f"device {cfg.device}, batch {cfg.batch}, execution strategy {execution_strategy()}, "
-          f"MegEngine {mge.__version__}")
+    # The machine line bench.py prints (CPU, flags, strategy, threads); the sgemm peak is bench's.
+    print(f"{describe_machine(measured_machine(cfg.device, cfg.strategy, sgemm_size=None))}; batch {cfg.batch}")
     for name in cfg.models:
         if name not in INPUT_SHAPES:
             raise SystemExit(f"models: {name!r} is not profiled here; choose from {sorted(INPUT_SHAPES)}")
