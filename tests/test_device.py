@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import megengine as mge
 import pytest
 
 from mgelab.data.synthetic import SyntheticImages
 from mgelab.models import create_model
+from mgelab.run import train
 from mgelab.train import OptimizerFactory, Trainer, seed_everything
-from mgelab.train.device import cpu_node, select_device
+from mgelab.train.device import available_cpus, cpu_node, cpu_threads_for, select_device
 from recording_logger import RecordingLogger
 
 
@@ -55,3 +58,26 @@ def test_multithreaded_cpu_node_trains_like_cpu0(tmp_path, restore_default_devic
     assert pooled[-1] < 0.7 * pooled[0]
     # The same kernels split over threads: sums may be ordered differently, nothing more.
     assert pooled == pytest.approx(single, rel=1e-3)
+
+
+def test_auto_threads_use_the_cpus_this_process_may_run_on(monkeypatch):
+    monkeypatch.setattr("os.sched_getaffinity", lambda pid: {0, 1, 2, 3})
+    assert available_cpus() == 4
+    assert cpu_threads_for(0) == 4
+    assert cpu_threads_for(0, parallel_jobs=2) == 2
+    assert cpu_threads_for(0, parallel_jobs=8) == 1  # never below one thread
+    assert cpu_threads_for(3, parallel_jobs=2) == 3  # a count the user gave is kept
+    with pytest.raises(ValueError, match="trainer.cpu_threads=-1"):
+        cpu_threads_for(-1)
+
+
+def test_a_run_records_the_thread_count_it_used(compose_cfg, monkeypatch, restore_default_device):
+    """trainer.cpu_threads=0 (the default) becomes the count, in the saved config too."""
+    monkeypatch.setattr("os.sched_getaffinity", lambda pid: {0, 1})
+    cfg = compose_cfg(["trainer=smoke", "logger=none", "data=synthetic", "model=linear"])
+    assert cfg.trainer.cpu_threads == 0
+    train(cfg)
+    assert cfg.trainer.cpu_threads == 2
+    assert mge.get_default_device().startswith("multithread2")
+    saved = (Path(cfg.paths.run_dir) / "config.yaml").read_text()
+    assert "cpu_threads: 2" in saved

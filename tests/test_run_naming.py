@@ -120,7 +120,7 @@ def test_a_smoke_run_is_a_debug_run_in_its_own_experiment(train_run, caplog):
 
 def test_the_header_and_summary_say_what_ran_where_as_text(train_run, caplog):
     caplog.set_level(logging.INFO, logger="mgelab")
-    done = train_run([*TINY, "logger=none", "run_name=baseline"])
+    done = train_run([*TINY, "logger=none", "run_name=baseline", "trainer.cpu_threads=1"])
     lines = [r.getMessage() for r in caplog.records if r.name == "mgelab.run"]
     text = "\n".join(lines)
     assert lines[0] == "run 'baseline'"  # a run_name given on the command line wins; untracked: no experiment

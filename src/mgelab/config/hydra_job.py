@@ -36,6 +36,18 @@ def current_job(cfg: DictConfig) -> Optional[SweepJob]:
     )
 
 
+def parallel_jobs() -> int:
+    """How many jobs of this process's sweep run at once: the launcher's ``n_jobs`` (joblib; -1 is
+    one per CPU), 1 for a single run and for launchers that give each job its own machine share."""
+    hydra_cfg = HydraConfig.get()
+    if hydra_cfg.mode is None or hydra_cfg.mode.name != "MULTIRUN":
+        return 1
+    n_jobs = hydra_cfg.launcher.get("n_jobs")
+    if n_jobs is None:
+        return 1
+    return (os.cpu_count() or 1) if int(n_jobs) < 0 else max(1, int(n_jobs))
+
+
 def run_tags(cfg: DictConfig) -> Dict[str, Any]:
     """Tags that say what the run is and where it came from (Hydra's view of it)."""
     hydra_cfg = HydraConfig.get()

@@ -10,7 +10,7 @@ from typing import Any, Dict, Optional, Tuple
 from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from mgelab.config.hydra_job import current_job, naming_inputs, run_tags
+from mgelab.config.hydra_job import current_job, naming_inputs, parallel_jobs, run_tags
 from mgelab.config.validate import validate_config
 from mgelab.run.console import complete_run_line, header_lines, log, say, summary_lines
 from mgelab.run.experiment import count_parameters, run_experiment
@@ -22,7 +22,7 @@ from mgelab.tracking.reachability import check_tracking_uri
 from mgelab.tracking.store import TrackingStore
 from mgelab.tracking.sweep_job import skip_finished
 from mgelab.train import FitResult, seed_everything
-from mgelab.train.device import select_device
+from mgelab.train.device import cpu_threads_for, select_device
 
 
 def train(cfg: DictConfig) -> float:
@@ -37,6 +37,8 @@ def train(cfg: DictConfig) -> float:
     check_runnable(cfg)  # before anything is opened: a run that cannot start records nothing
     seed_everything(cfg.seed)
     # Before any model is built: parameters live on the device that was default then.
+    # 0 (auto) becomes the count used, so config.yaml, params and a resume check record that count.
+    cfg.trainer.cpu_threads = cpu_threads_for(cfg.trainer.cpu_threads, parallel_jobs())
     device = select_device(cfg.trainer.device, cfg.trainer.cpu_threads)
     config = plain_config(cfg)
     plan = resume_plan(cfg, config)

@@ -11,12 +11,31 @@ CUDA-driver box kept off stderr (see ``mgelab/__init__.py``).
 
 from __future__ import annotations
 
+import os
 from typing import Literal
 
 import megengine as mge
 
 DEVICES = ("cpu", "gpu", "auto")
 DeviceName = Literal[DEVICES]
+
+
+def available_cpus() -> int:
+    """CPUs this process may run on (its affinity mask: a container's or a SLURM job's share)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def cpu_threads_for(requested: int, parallel_jobs: int = 1) -> int:
+    """``trainer.cpu_threads`` as a count: 0 (auto) shares this process's CPUs among the jobs
+    running side by side (a parallel sweep), so they do not oversubscribe the cores."""
+    if int(requested) < 0:
+        raise ValueError(f"trainer.cpu_threads={requested} must be >= 1, or 0 for all CPUs this run may use")
+    if int(requested) > 0:
+        return int(requested)
+    return max(1, available_cpus() // max(1, int(parallel_jobs)))
 
 
 def cpu_node(threads: int) -> str:

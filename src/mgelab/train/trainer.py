@@ -85,7 +85,7 @@ class Trainer:
         device: str = "cpu",
         seed: int = 0,
         compile: str = "false",
-        cpu_threads: int = 1,
+        cpu_threads: int = 0,
         debug: bool = False,
     ) -> None:
         if max_epochs < 1:
@@ -115,7 +115,8 @@ class Trainer:
         # mode fails when the trainer is built, not after the first epoch.
         self.monitored("classification")
         self.progress_bar = progress_bar  # a bar within each epoch, drawn only on an interactive terminal
-        # Informational: the run selects the device before the model is built.
+        # Informational: the run selects the device before the model is built (0: as many CPU
+        # threads as the run may use, shared among parallel sweep jobs; mgelab.train.device).
         self.device, self.cpu_threads = device, int(cpu_threads)
         self.seed = int(seed)
         self.compile = compile_mode(compile)
