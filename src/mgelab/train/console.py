@@ -10,8 +10,13 @@ import os
 import sys
 from typing import Iterable, List, Mapping, Optional, Sequence
 
+from tqdm import tqdm
+
 # Keys of the epoch row shown in their own fields (lr, seconds, throughput), or not at all.
-_NOT_METRICS = ("train/samples_per_s", "train/epoch_seconds", "train/elapsed_seconds")
+_NOT_METRICS = ("train/samples_per_s", "train/epoch_seconds", "train/elapsed_seconds", "train/data_seconds",
+                "train/step_seconds")
+# Formatting the progress bar's numbers costs as much as a small model's step.
+SHOW_EVERY_N_STEPS = 10
 
 
 def number(value: float) -> str:
@@ -29,8 +34,10 @@ def metric_fields(row: Mapping[str, float], prefix: str) -> str:
 
 
 def epoch_line(row: Mapping[str, float], epoch: int, max_epochs: int) -> str:
-    """``epoch  3/10 | train loss 0.4321  acc 0.8512 | val loss ... | lr 0.05 | 2.1 s 14800 samples/s``.
-    The epoch number is padded to the width of ``max_epochs`` so the columns line up."""
+    """``epoch  3/10 | train loss 0.4321  acc 0.8512 | val loss ... | lr 0.05 | 2.1 s 14800 samples/s |
+    data 0.1 s step 1.9 s``: where the epoch's time went, waiting for batches or stepping (a row
+    without those sums, from before they were measured, ends at samples/s). The epoch number is
+    padded to the width of ``max_epochs`` so the columns line up."""
     width = len(str(max_epochs))
     parts = [
         f"epoch {epoch:>{width}}/{max_epochs}",
@@ -39,6 +46,8 @@ def epoch_line(row: Mapping[str, float], epoch: int, max_epochs: int) -> str:
         f"lr {row['lr']:<9.3g}",
         f"{row['train/epoch_seconds']:5.1f} s {row['train/samples_per_s']:7.0f} samples/s",
     ]
+    if "train/data_seconds" in row and "train/step_seconds" in row:
+        parts.append(f"data {row['train/data_seconds']:5.1f} s step {row['train/step_seconds']:5.1f} s")
     return " | ".join(parts)
 
 
@@ -53,6 +62,20 @@ def interactive(stream=None) -> bool:
 def limited(batches: Iterable, total: int) -> Iterable:
     """The first ``total`` items of ``batches``."""
     return (b for _, b in zip(range(total), batches))
+
+
+def epoch_bar(batches: Iterable, total: int, title: str, wanted: bool) -> Iterable:
+    """The epoch's batches; behind a transient bar only when one is ``wanted`` and someone watches a
+    terminal (the epoch line is logged either way)."""
+    if not (wanted and interactive()):
+        return batches
+    return tqdm(batches, total=total, desc=title, leave=False)
+
+
+def show_on_bar(bar: Iterable, loss: float, rate: float) -> None:
+    """The latest loss and samples/s on the bar, when there is one."""
+    if isinstance(bar, tqdm):
+        bar.set_postfix(loss=f"{loss:.4f}", samples_s=f"{rate:.0f}", refresh=False)
 
 
 class JobFormatter(logging.Formatter):

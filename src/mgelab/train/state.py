@@ -29,6 +29,10 @@ class Progress:
     epoch_seen: int = 0
     epoch_correct: int = 0
     epoch_seconds: float = 0.0
+    # Parts of epoch_seconds: waiting for batches, and inside the step (mgelab.train.clock). Checkpoints
+    # written before these existed lack them and load with 0.
+    epoch_data_seconds: float = 0.0
+    epoch_step_seconds: float = 0.0
     train_seconds: float = 0.0
     train_samples: int = 0
     best_score: float = -float("inf")
@@ -39,6 +43,7 @@ class Progress:
     def start_epoch(self, epoch: int) -> None:
         self.epoch, self.next_batch = epoch, 0
         self.epoch_loss_sum, self.epoch_seen, self.epoch_correct, self.epoch_seconds = 0.0, 0, 0, 0.0
+        self.epoch_data_seconds, self.epoch_step_seconds = 0.0, 0.0
 
 
 def step_seed(seed: int, step: int) -> int:

@@ -6,16 +6,18 @@ from __future__ import annotations
 import logging
 import math
 import time
+from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Mapping, Optional, Tuple, Union
+from typing import Any, Dict, List, Mapping, Optional, Tuple, Union
 
 import megengine.module as M
 import numpy as np
-from tqdm import tqdm
 
 from mgelab.checkpoint import CheckpointStore, load_checkpoint
-from mgelab.train.console import epoch_line, interactive, limited
+from mgelab.data.prefetch import prefetched
+from mgelab.train.clock import EpochClock
+from mgelab.train.console import SHOW_EVERY_N_STEPS, epoch_bar, epoch_line, limited, show_on_bar
 from mgelab.train.evaluation import evaluate_split, report_test_split
 from mgelab.train.memory import peak_rss_mb
 from mgelab.train.optim import OptimizerFactory, set_lr
@@ -23,9 +25,6 @@ from mgelab.train.signals import StopOnSignal, TrainingInterrupted
 from mgelab.train.state import Progress, capture, reseed_for_step, restore
 from mgelab.train.steps import compile_mode, draws_random_numbers, make_train_step, should_compile
 from mgelab.train.task import Task, get_task
-
-# Formatting the progress bar's numbers costs as much as a small model's step.
-SHOW_EVERY_N_STEPS = 10
 
 # One line per epoch and the resume note; under Hydra they reach the console and the run's train.log.
 log = logging.getLogger(__name__)
@@ -86,6 +85,7 @@ class Trainer:
         seed: int = 0,
         compile: str = "false",
         cpu_threads: int = 0,
+        prefetch_batches: int = 2,
         debug: bool = False,
     ) -> None:
         if max_epochs < 1:
@@ -102,6 +102,8 @@ class Trainer:
             raise ValueError(f"trainer.limit_eval_batches={limit_eval_batches} must be >= 1 or null")
         if checkpoint_every_n_steps is not None and checkpoint_every_n_steps < 1:
             raise ValueError(f"trainer.checkpoint_every_n_steps={checkpoint_every_n_steps} must be >= 1 or null")
+        if prefetch_batches < 0:
+            raise ValueError(f"trainer.prefetch_batches={prefetch_batches} must be >= 0 (0: no prefetching thread)")
         self.max_epochs = int(max_epochs)
         self.limit_train_batches = limit_train_batches
         self.limit_eval_batches = limit_eval_batches
@@ -119,6 +121,8 @@ class Trainer:
         # threads as the run may use, shared among parallel sweep jobs; mgelab.train.device).
         self.device, self.cpu_threads = device, int(cpu_threads)
         self.seed = int(seed)
+        # Training batches prepared ahead in a background thread, so a step need not wait for its data.
+        self.prefetch_batches = int(prefetch_batches)
         self.compile = compile_mode(compile)
         # A debug run: a few steps to check a config end to end; the run side logs it to
         # `<experiment>_debug`, so such runs stay out of the chapter's experiment.
@@ -177,31 +181,40 @@ class Trainer:
         p = fit.progress
         fit.model.train()
         per_epoch = self._batches_per_epoch(fit.data.num_train_batches())
-        clock, seconds_before = time.perf_counter(), p.epoch_seconds
-        batches = self._progress(fit.data.train_batches(p.epoch, p.next_batch), per_epoch - p.next_batch, p.epoch)
-        for x, y in batches:
-            lr = self._lr_at(fit.factory, p.epoch - 1 + p.next_batch / per_epoch)
-            set_lr(fit.optimizer, lr)
-            if fit.reseed:
-                # Dropout masks depend on (seed, step) only, so a resumed run draws the same ones.
-                reseed_for_step(self.seed, p.global_step)
-            loss, out = fit.step_fn(x, y)
-            if not math.isfinite(loss):
-                raise FloatingPointError(
-                    f"loss became {loss} at step {p.global_step + 1} (epoch {p.epoch}, lr {lr:.3g}); "
-                    "try a smaller optim.lr, a warm-up (optim.schedule.warmup_epochs) or check the data"
-                )
-            p.global_step += 1
-            p.next_batch += 1
-            p.epoch_loss_sum += loss * len(y)
-            p.epoch_seen += len(y)
-            p.epoch_correct += fit.task.batch_correct(out, y)
-            p.epoch_seconds = seconds_before + time.perf_counter() - clock
-            if p.global_step % self.log_every_n_steps == 0:
-                fit.logger.log_metrics({"step/train_loss": loss, "step/lr": lr}, step=p.global_step)
-            if p.next_batch % SHOW_EVERY_N_STEPS == 0:
-                self._show(batches, loss, p.epoch_seen / max(p.epoch_seconds, 1e-9))
-            self._maybe_checkpoint_mid_epoch(fit, per_epoch)
+        clock, left = EpochClock(p), per_epoch - p.next_batch
+        # Cut before prefetching, so the thread prepares no batch past the limit.
+        source = prefetched(limited(fit.data.train_batches(p.epoch, p.next_batch), left), self.prefetch_batches)
+        bar = epoch_bar(source, left, f"epoch {p.epoch}/{self.max_epochs}", self.progress_bar)
+        # Closed on the way out, so the thread ends now, also when an exception (whose traceback
+        # would keep the generator alive) stops the loop.
+        with closing(source):
+            for x, y in clock.timed(bar):
+                self._train_step(fit, clock, x, y, per_epoch, bar)
+
+    def _train_step(self, fit: _Fit, clock: EpochClock, x: np.ndarray, y: np.ndarray, per_epoch: int, bar) -> None:
+        p = fit.progress
+        lr = self._lr_at(fit.factory, p.epoch - 1 + p.next_batch / per_epoch)
+        set_lr(fit.optimizer, lr)
+        if fit.reseed:
+            # Dropout masks depend on (seed, step) only, so a resumed run draws the same ones.
+            reseed_for_step(self.seed, p.global_step)
+        loss, out = clock.step(fit.step_fn, x, y)
+        if not math.isfinite(loss):
+            raise FloatingPointError(
+                f"loss became {loss} at step {p.global_step + 1} (epoch {p.epoch}, lr {lr:.3g}); "
+                "try a smaller optim.lr, a warm-up (optim.schedule.warmup_epochs) or check the data"
+            )
+        p.global_step += 1
+        p.next_batch += 1
+        p.epoch_loss_sum += loss * len(y)
+        p.epoch_seen += len(y)
+        p.epoch_correct += fit.task.batch_correct(out, y)
+        clock.tick()
+        if p.global_step % self.log_every_n_steps == 0:
+            fit.logger.log_metrics({"step/train_loss": loss, "step/lr": lr}, step=p.global_step)
+        if p.next_batch % SHOW_EVERY_N_STEPS == 0:
+            show_on_bar(bar, loss, p.epoch_seen / max(p.epoch_seconds, 1e-9))
+        self._maybe_checkpoint_mid_epoch(fit, per_epoch)
 
     def _maybe_checkpoint_mid_epoch(self, fit: _Fit, per_epoch: int) -> None:
         p = fit.progress
@@ -228,6 +241,8 @@ class Trainer:
             "lr": self._lr_at(fit.factory, p.epoch - 1 + (per_epoch - 1) / per_epoch),
             "train/samples_per_s": p.epoch_seen / max(p.epoch_seconds, 1e-9),
             "train/epoch_seconds": p.epoch_seconds,
+            "train/data_seconds": p.epoch_data_seconds,  # waiting for batches
+            "train/step_seconds": p.epoch_step_seconds,  # inside the step, reading the loss back included
             # Training seconds so far (validation excluded): "time to X % val acc" is read off this.
             "train/elapsed_seconds": p.train_seconds + p.epoch_seconds,
             "sys/peak_rss_mb": peak_rss_mb(),
@@ -274,15 +289,3 @@ class Trainer:
         if isinstance(limit, float):
             return max(1, int(available * limit))
         return min(available, limit)
-
-    def _progress(self, batches, total: int, epoch: int) -> Iterator:
-        """The epoch's batches; behind a transient bar only when one is asked for and someone watches a
-        terminal (the epoch line is logged either way)."""
-        if not (self.progress_bar and interactive()):
-            return limited(batches, total)
-        return tqdm(limited(batches, total), total=total, desc=f"epoch {epoch}/{self.max_epochs}", leave=False)
-
-    @staticmethod
-    def _show(bar, loss: float, rate: float) -> None:
-        if isinstance(bar, tqdm):
-            bar.set_postfix(loss=f"{loss:.4f}", samples_s=f"{rate:.0f}", refresh=False)
