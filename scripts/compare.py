@@ -24,7 +24,7 @@ from mgelab.tracking.sweep import select_runs
 def compare(cfg: DictConfig) -> Path:
     """Write the report; return its folder."""
     try:
-        spec = CompareSpec(cfg.metric, cfg.mode, cfg.test_metric, cfg.loss_metric, cfg.max_curves)
+        spec = CompareSpec(cfg.metric, cfg.mode, cfg.test_metric, cfg.loss_metric, cfg.max_curves, cfg.time_to)
     except ValueError as error:
         raise SystemExit(f"conf/compare.yaml: {error}") from None
     store = TrackingStore(cfg.tracking_uri)

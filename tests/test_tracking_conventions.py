@@ -3,8 +3,10 @@ experiment, the data splits as dataset inputs (also through the spool and its re
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -137,6 +139,21 @@ def test_the_splits_are_the_runs_dataset_inputs_with_their_contexts(uri):
     assert {d.name for d in inputs.values()} == {"fashion_mnist"}
     assert inputs[TRAIN].source_type == "http" and URL in inputs[TRAIN].source
     assert '"features_shape": [40, 1, 4, 4]' in inputs[TRAIN].profile
+
+
+@pytest.mark.parametrize("kind", ["url", "path", "file url"])
+def test_a_url_or_directory_source_is_logged_without_mlflow_guessing_its_kind(uri, tmp_path, kind):
+    mirror = tmp_path / "my mirror"
+    source = {"url": URL, "path": str(mirror), "file url": mirror.as_uri()}[kind]
+    with MLflowLogger(uri, "exp", system_metrics=False) as logger:
+        # Recorded, not raised: log_datasets would catch the error and only log it.
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            logger.log_datasets(splits(source=source))
+    assert [str(w.message) for w in caught] == []  # e.g. "... can be interpreted in multiple ways"
+    dataset = inputs_of(uri, logger.run_id)[TRAIN]
+    expected = ("http", {"url": URL}) if kind == "url" else ("local", {"uri": str(mirror)})
+    assert (dataset.source_type, json.loads(dataset.source)) == expected
 
 
 def test_data_made_by_code_points_to_the_script(uri, as_script):

@@ -8,16 +8,29 @@ The digest is this module's, not ``mlflow.data.from_numpy``'s: MLflow hashes onl
 values of the flattened array (about 13 Fashion-MNIST images) and the shape, so two training sets
 that differ past their first images would share a digest. A BLAKE2 hash of every byte costs about
 0.1 s for 60 000×784 uint8 and 0.25 s for 50 000×3×32×32 on one core.
+
+The source is handed to MLflow as a ``DatasetSource`` object, never as a string: given a path,
+MLflow's registry finds two local-file source classes that both accept it (one registered for the
+scheme ``""``, one for ``file``) and warns once per split that the source is ambiguous. A data
+module's source is an http(s) URL (upstream or a mirror) or a mirror directory (a path or a
+``file://`` URL), and the UI shows the URL or the absolute path.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
+from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Sequence
+from urllib.parse import urlparse
+from urllib.request import url2pathname
 
 import mlflow.data
 import numpy as np
 from mlflow.data.code_dataset_source import CodeDatasetSource
+from mlflow.data.dataset_source import DatasetSource
+from mlflow.data.dataset_source_registry import get_dataset_source_from_json
+from mlflow.data.http_dataset_source import HTTPDatasetSource
 from mlflow.entities import Dataset, DatasetInput, InputTag
 from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
 
@@ -26,6 +39,7 @@ from mgelab.tracking.run_context import code_source
 
 DIGEST_BYTES = 8  # 16 hex characters (MLflow's own digests have 8)
 DATASET_FIELDS = ("name", "digest", "source_type", "source", "schema", "profile")
+LOCAL_SOURCE_TYPE = "local"  # the source type of MLflow's local-file dataset sources
 
 
 def content_digest(features: np.ndarray, targets: Optional[np.ndarray]) -> str:
@@ -40,10 +54,22 @@ def content_digest(features: np.ndarray, targets: Optional[np.ndarray]) -> str:
     return digest.hexdigest()
 
 
+def dataset_source(source: Optional[str]) -> DatasetSource:
+    """The MLflow source object of a split's ``source``: a URL, a directory, or None (made by code:
+    the script the user ran)."""
+    if not source:
+        return CodeDatasetSource(code_source())
+    if urlparse(source).scheme in ("http", "https"):
+        return HTTPDatasetSource(source)
+    local = url2pathname(urlparse(source).path) if source.startswith("file://") else source
+    # The class MLflow itself would pick for a path (the last one registered for local files).
+    return get_dataset_source_from_json(json.dumps({"uri": str(Path(local).expanduser().absolute())}),
+                                        LOCAL_SOURCE_TYPE)
+
+
 def describe_split(split: DatasetSplit) -> Dict[str, Any]:
-    """MLflow's description of one split, with its context: plain strings only (JSON for the spool).
-    A split without a ``source`` was made by code: its source is the script the user ran."""
-    source = split.source if split.source else CodeDatasetSource(code_source())
+    """MLflow's description of one split, with its context: plain strings only (JSON for the spool)."""
+    source = dataset_source(split.source)
     dataset = mlflow.data.from_numpy(
         split.features, source=source, targets=split.targets, name=split.name,
         digest=content_digest(split.features, split.targets),
