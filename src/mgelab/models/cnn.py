@@ -10,7 +10,7 @@ import megengine.module as M
 from mgelab.models.init import apply_init
 from mgelab.models.layers import make_activation
 from mgelab.models.registry import register_model
-from mgelab.nn import Conv2d
+from mgelab.nn import BatchNorm2d, Conv2d, check_norm_impl
 
 
 class CNN(M.Module):
@@ -25,15 +25,17 @@ class CNN(M.Module):
         batch_norm: bool = False,
         init: str = "msra",
         conv_impl: str = "auto",
+        norm_impl: str = "auto",
     ) -> None:
         super().__init__()
+        check_norm_impl(norm_impl)
         in_channels, height, width = (int(s) for s in input_shape)
         blocks = []
         for out_channels in channels:
             # With BatchNorm the conv bias is redundant: BN's own shift replaces it.
             blocks.append(Conv2d(in_channels, int(out_channels), 3, padding=1, bias=not batch_norm, impl=conv_impl))
             if batch_norm:
-                blocks.append(M.BatchNorm2d(int(out_channels)))
+                blocks.append(BatchNorm2d(int(out_channels), impl=norm_impl))
             blocks += [make_activation(activation), M.MaxPool2d(2)]
             in_channels, height, width = int(out_channels), height // 2, width // 2
         if height < 1 or width < 1:

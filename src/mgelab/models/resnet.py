@@ -21,7 +21,7 @@ import megengine.module as M
 
 from mgelab.models.init import apply_init
 from mgelab.models.registry import register_model
-from mgelab.nn import Conv2d
+from mgelab.nn import BatchNorm2d, Conv2d, check_norm_impl
 
 DEPTHS = (20, 32, 56)
 SHORTCUTS = ("projection", "zero_pad")
@@ -45,19 +45,20 @@ class BasicBlock(M.Module):
     """conv3x3-BN-ReLU-conv3x3-BN, plus the shortcut, then ReLU (the paper's post-activation block)."""
 
     def __init__(
-        self, in_channels: int, out_channels: int, stride: int, shortcut: str, conv_impl: str = "auto"
+        self, in_channels: int, out_channels: int, stride: int, shortcut: str, conv_impl: str = "auto",
+        norm_impl: str = "auto",
     ) -> None:
         super().__init__()
         self.conv1 = Conv2d(in_channels, out_channels, 3, stride=stride, padding=1, bias=False, impl=conv_impl)
-        self.bn1 = M.BatchNorm2d(out_channels)
+        self.bn1 = BatchNorm2d(out_channels, impl=norm_impl)
         self.conv2 = Conv2d(out_channels, out_channels, 3, padding=1, bias=False, impl=conv_impl)
-        self.bn2 = M.BatchNorm2d(out_channels)
+        self.bn2 = BatchNorm2d(out_channels, impl=norm_impl)
         self.shortcut = None  # identity when the shape is unchanged
         if stride != 1 or in_channels != out_channels:
             if shortcut == "projection":
                 self.shortcut = M.Sequential(
                     Conv2d(in_channels, out_channels, 1, stride=stride, bias=False, impl=conv_impl),
-                    M.BatchNorm2d(out_channels),
+                    BatchNorm2d(out_channels, impl=norm_impl),
                 )
             else:
                 # The zero-pad shortcut subsamples by exactly 2, which is what every stage uses.
@@ -79,8 +80,10 @@ class ResNet(M.Module):
         shortcut: str = "projection",
         init: str = "msra",
         conv_impl: str = "auto",
+        norm_impl: str = "auto",
     ) -> None:
         super().__init__()
+        check_norm_impl(norm_impl)
         if depth not in DEPTHS:
             raise ValueError(f"model.depth={depth!r} is not supported; choose one of {DEPTHS} (depth = 6n + 2)")
         if shortcut not in SHORTCUTS:
@@ -89,7 +92,7 @@ class ResNet(M.Module):
         self.depth = depth
         self.stem = M.Sequential(
             Conv2d(int(input_shape[0]), STAGE_CHANNELS[0], 3, padding=1, bias=False, impl=conv_impl),
-            M.BatchNorm2d(STAGE_CHANNELS[0]),
+            BatchNorm2d(STAGE_CHANNELS[0], impl=norm_impl),
             M.ReLU(),
         )
         blocks = []
@@ -98,7 +101,7 @@ class ResNet(M.Module):
             for index in range(blocks_per_stage):
                 # Downsample at the first block of every stage but the first.
                 stride = 2 if stage > 0 and index == 0 else 1
-                blocks.append(BasicBlock(in_channels, out_channels, stride, shortcut, conv_impl))
+                blocks.append(BasicBlock(in_channels, out_channels, stride, shortcut, conv_impl, norm_impl))
                 in_channels = out_channels
         self.blocks = M.Sequential(*blocks)
         self.fc = M.Linear(in_channels, num_outputs)
