@@ -24,6 +24,7 @@ log = logging.getLogger(__name__)
 RESUME_NEUTRAL_KEYS = (
     "trainer.resume",
     "trainer.progress_bar",
+    "trainer.prefetch_batches",
     "trainer.checkpoint_dir",
     "paths.",
     "logger.tracking_uri",

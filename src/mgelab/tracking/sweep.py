@@ -27,7 +27,7 @@ JOB_TAG_PREFIX = "job/"  # on the parent: job/<num> = the job's outcome, as JSON
 SKIPPED_TAG_PREFIX = "skipped/"  # on the parent: skipped/<num> = the finished run it reused
 # Overrides that change where or how verbosely a job runs, or how the sweep itself is run,
 # but not what is trained: left out of the job key so a re-run with them still matches.
-NEUTRAL_OVERRIDES = ("sweep.", "hydra.", "paths.", "logger.", "trainer.progress_bar")
+NEUTRAL_OVERRIDES = ("sweep.", "hydra.", "paths.", "logger.", "trainer.progress_bar", "trainer.prefetch_batches")
 
 
 def parent_name(sweep_name: Optional[str], started: datetime, swept: Sequence[str]) -> str:
