@@ -141,6 +141,10 @@ def test_unknown_group_option_lists_the_valid_ones(compose_cfg, group):
 OPTION_CHOICES = {
     # Where the ImageNet weights come from (load_pretrained's options); the builder's default is none.
     "model/resnet18": {"weights"},
+    # The CNN `model=cnn data=cifar10` trains (three blocks with BatchNorm; the class keeps the two-block
+    # net of the PyTorch twin in scripts/bench.py), and CIFAR-10 augmented by default (docs/results.md).
+    "model/cnn": {"channels", "hidden_size", "batch_norm"},
+    "data/cifar10": {"augment"},
     # Adam's usual learning rate; AdamW also decouples a weight decay.
     "optim/adam": {"name", "lr"},
     "optim/adamw": {"name", "lr", "weight_decay"},
