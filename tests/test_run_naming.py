@@ -27,6 +27,9 @@ TINY = ["data=synthetic", "epochs=1", "model=mlp", "model.hidden_sizes=[16]"]
     # Neither the data (one experiment per dataset) nor what cannot change the result is named.
     (["data=mnist", "paths.output_dir=/x", "trainer.resume=auto", "trainer.progress_bar=false",
       "logger.log_model=true", "sweep.name=s", "hydra.run.dir=/y", "run_name=z"], None, "mlp"),
+    # Where the data files come from does not name a run either.
+    (["data.mirror=../m", "data.sha256={a.tar.gz:00}", "data.verify=false", "trainer.prefetch_batches=0"], None,
+     "mlp"),
     (["experiment=ch4_fashion_mlp", "optim/schedule=step", "+optim.schedule.gamma=0.5"], None,
      "mlp schedule=step gamma=0.5"),
     # Two keys sharing a last component keep their whole names.

@@ -19,8 +19,7 @@ from mgelab.train.schedule import SCHEDULE_KEYS, LRSchedule
 # Keys (a trailing "." covers everything below) that never change what is trained, beyond the
 # resume-neutral ones: the run's own name and experiment (run attributes already), the tracking
 # setup, the top-level ``epochs`` that ``trainer.max_epochs`` takes (and a smoke run overrides),
-# the trainer's copy of ``seed``, checkpoint retention, where and how the data files are fetched
-# (the dataset's digest, logged as the run's input, says which data it was).
+# the trainer's copy of ``seed``, checkpoint retention.
 NOT_PARAMS = (
     "run_name",
     "experiment_name",
@@ -32,11 +31,6 @@ NOT_PARAMS = (
     "trainer.keep_last",
     "trainer.keep_best",
     "trainer.checkpoint_every_n_steps",
-    "data.base_url",
-    "data.mirror",
-    "data.system_dirs",
-    "data.verify",
-    "data.sha256",
 )
 OPTIM_FIELDS = tuple(f for f in OptimizerFactory.__dataclass_fields__ if f not in ("name", "schedule"))
 SCHEDULE_FIELDS = tuple(f for f in LRSchedule.__dataclass_fields__ if f != "kind")

@@ -34,6 +34,13 @@ RESUME_NEUTRAL_KEYS = (
     "logger.log_model",
     "logger.register_as",
     "data.data_dir",
+    # Where and how the dataset files are fetched: the bytes are verified (or, with verify=false, logged
+    # as unverified) and the run's logged input digest says which data it was.
+    "data.base_url",
+    "data.mirror",
+    "data.system_dirs",
+    "data.verify",
+    "data.sha256",
     "sweep.",
 )
 
