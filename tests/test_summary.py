@@ -13,6 +13,7 @@ import megengine.functional as F
 import megengine.module as M
 import numpy as np
 import pytest
+from omegaconf import OmegaConf
 
 from mgelab.data.synthetic import SyntheticImages
 from mgelab.models import create_model, list_models, model_spec
@@ -176,7 +177,10 @@ def run_summary(tmp_path, *args: str) -> str:
 
 def test_summary_script_prints_totals_and_the_layer_table(tmp_path):
     out = run_summary(tmp_path, "model=cnn", "data=synthetic", "verbose=true")
-    expected = model_summary(create_model("cnn", (1, 8, 8), 4), (1, 8, 8))
+    # The script builds model=cnn as conf/model/cnn.yaml sets it, which differs from the class's defaults.
+    yaml = OmegaConf.load(ROOT / "conf" / "model" / "cnn.yaml")
+    sizes = {k: OmegaConf.to_container(yaml)[k] for k in ("channels", "hidden_size", "batch_norm")}
+    expected = model_summary(create_model("cnn", (1, 8, 8), 4, **sizes), (1, 8, 8))
     assert f"{expected.num_parameters:,} parameters" in out and f"{expected.flops:,} FLOPs" in out
     assert "features.3" in out and "Conv2d" in out
 
