@@ -14,8 +14,6 @@ import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping, NamedTuple, Optional, Sequence
-from urllib.parse import urlparse
-from urllib.request import url2pathname
 
 import pooch
 import requests  # pooch's own HTTP client: its exceptions are what a failed download raises
@@ -23,6 +21,7 @@ import requests  # pooch's own HTTP client: its exceptions are what a failed dow
 from mgelab.data.errors import DataError
 from mgelab.data.hashes import file_md5, file_sha256, payload_sha256
 from mgelab.data.idx import is_gzip
+from mgelab.data.locations import local_path
 
 __all__ = ["RemoteFile", "fetch_files", "file_md5", "file_sha256", "mirror_sources", "payload_sha256"]
 log = logging.getLogger(__name__)
@@ -108,8 +107,7 @@ def _sources(mirrors: Sequence[str], system_dirs: Sequence[Path]) -> list[_Sourc
         if mirror.startswith(("http://", "https://")):
             out.append(_Source("mirror", mirror.rstrip("/"), True))
         else:  # a directory, possibly written as a file:// URL
-            local = url2pathname(urlparse(mirror).path) if mirror.startswith("file://") else mirror
-            out.append(_Source("mirror", str(Path(local).expanduser()), False))
+            out.append(_Source("mirror", str(local_path(mirror)), False))
     out += [_Source("system directory", str(Path(d)), False) for d in system_dirs]
     return out
 

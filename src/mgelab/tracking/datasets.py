@@ -20,10 +20,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Sequence
 from urllib.parse import urlparse
-from urllib.request import url2pathname
 
 import mlflow.data
 import numpy as np
@@ -34,6 +32,7 @@ from mlflow.data.http_dataset_source import HTTPDatasetSource
 from mlflow.entities import Dataset, DatasetInput, InputTag
 from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
 
+from mgelab.data.locations import local_path
 from mgelab.tracking.base import DatasetSplit
 from mgelab.tracking.run_context import code_source
 
@@ -61,10 +60,8 @@ def dataset_source(source: Optional[str]) -> DatasetSource:
         return CodeDatasetSource(code_source())
     if urlparse(source).scheme in ("http", "https"):
         return HTTPDatasetSource(source)
-    local = url2pathname(urlparse(source).path) if source.startswith("file://") else source
     # The class MLflow itself would pick for a path (the last one registered for local files).
-    return get_dataset_source_from_json(json.dumps({"uri": str(Path(local).expanduser().absolute())}),
-                                        LOCAL_SOURCE_TYPE)
+    return get_dataset_source_from_json(json.dumps({"uri": str(local_path(source).absolute())}), LOCAL_SOURCE_TYPE)
 
 
 def describe_split(split: DatasetSplit) -> Dict[str, Any]:
