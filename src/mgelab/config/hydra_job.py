@@ -20,10 +20,14 @@ from mgelab.tracking.sweep_job import PARENT_ENV, SweepJob
 SWEPT_KEYS_ENV = "MGELAB_SWEPT_KEYS"
 
 
+def _is_multirun(hydra_cfg: DictConfig) -> bool:
+    return hydra_cfg.mode is not None and hydra_cfg.mode.name == "MULTIRUN"
+
+
 def current_job(cfg: DictConfig) -> Optional[SweepJob]:
     """This process's multirun job, or None for a single run."""
     hydra_cfg = HydraConfig.get()
-    if hydra_cfg.mode is None or hydra_cfg.mode.name != "MULTIRUN":
+    if not _is_multirun(hydra_cfg):
         return None
     sweep = cfg.get("sweep") or {}
     return SweepJob(
@@ -40,7 +44,7 @@ def parallel_jobs() -> int:
     """How many jobs of this process's sweep run at once: the launcher's ``n_jobs`` (joblib; -1 is
     one per CPU), 1 for a single run and for launchers that give each job its own machine share."""
     hydra_cfg = HydraConfig.get()
-    if hydra_cfg.mode is None or hydra_cfg.mode.name != "MULTIRUN":
+    if not _is_multirun(hydra_cfg):
         return 1
     n_jobs = hydra_cfg.launcher.get("n_jobs")
     if n_jobs is None:
@@ -84,7 +88,7 @@ def naming_inputs() -> Tuple[List[str], Optional[List[str]]]:
     what ``mgelab.run.naming.run_name`` names the run by."""
     hydra_cfg = HydraConfig.get()
     overrides = [str(o) for o in hydra_cfg.overrides.task]
-    if hydra_cfg.mode is None or hydra_cfg.mode.name != "MULTIRUN":
+    if not _is_multirun(hydra_cfg):
         return overrides, None
     keys = os.environ.get(SWEPT_KEYS_ENV)
     # Without the callback's list (it is not configured): every override shown, as for a single run.
