@@ -21,7 +21,7 @@ import megengine.module as M
 
 from mgelab.models.init import apply_init
 from mgelab.models.registry import register_model
-from mgelab.nn import BatchNorm2d, Conv2d, check_norm_impl
+from mgelab.nn import BatchNorm2d, Conv2d
 
 DEPTHS = (20, 32, 56)
 SHORTCUTS = ("projection", "zero_pad")
@@ -83,7 +83,6 @@ class ResNet(M.Module):
         norm_impl: str = "auto",
     ) -> None:
         super().__init__()
-        check_norm_impl(norm_impl)
         if depth not in DEPTHS:
             raise ValueError(f"model.depth={depth!r} is not supported; choose one of {DEPTHS} (depth = 6n + 2)")
         if shortcut not in SHORTCUTS:

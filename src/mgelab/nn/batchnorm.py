@@ -54,9 +54,10 @@ class _TrainingBatchNorm(Function):
         self.eps = eps
         self.batch_mean: Tensor = None
         self.batch_var: Tensor = None
+        self.count = 0  # values per channel in the batch
 
     def forward(self, x: Tensor, weight: Tensor, bias: Tensor) -> Tensor:
-        count = x.shape[0] * x.shape[2] * x.shape[3]
+        count = self.count = x.shape[0] * x.shape[2] * x.shape[3]
         mean = F.mean(x, axis=CHANNEL_AXES, keepdims=True)
         var = F.relu(F.mean(x * x, axis=CHANNEL_AXES, keepdims=True) - mean * mean)
         inv_std = 1.0 / F.sqrt(var + self.eps)
@@ -97,8 +98,7 @@ class BatchNorm2d(M.BatchNorm2d):
             return super().forward(inp)
         norm = _TrainingBatchNorm(self.eps)
         out = norm(inp, self.weight, self.bias)
-        count = inp.shape[0] * inp.shape[2] * inp.shape[3]
-        unbiased = norm.batch_var * (count / max(count - 1, 1))
+        unbiased = norm.batch_var * (norm.count / max(norm.count - 1, 1))
         m = self.momentum
         self.running_mean[...] = (self.running_mean * m + norm.batch_mean * (1 - m)).detach()
         self.running_var[...] = (self.running_var * m + unbiased * (1 - m)).detach()
