@@ -21,6 +21,9 @@ from mgelab.tracking.params import flatten
 
 log = logging.getLogger(__name__)
 
+# MLflow's own variable, which conf/paths/default.yaml's tracking_uri reads first.
+TRACKING_URI_ENV = "MLFLOW_TRACKING_URI"
+
 
 class PrepareTrackingStore(Callback):
     """Create the MLflow store and experiment once, before any multirun job starts.
@@ -61,6 +64,7 @@ class MlflowSweep(PrepareTrackingStore):
         self.parent_run_id: Optional[str] = None
         self.swept: List[str] = []
         self._ended = False
+        self._uri_before: Optional[str] = None
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         # Named jobs need the swept keys whether or not the sweep is tracked.
@@ -78,14 +82,20 @@ class MlflowSweep(PrepareTrackingStore):
         log.info("MLflow parent run of this sweep: %s", self.parent_run_id)
 
     def on_job_start(self, config: DictConfig, **kwargs: Any) -> None:
+        # Runs where the job runs (this object travels pickled to joblib workers and submitit
+        # jobs), so what it sets reaches the job whatever environment the job was started with.
         os.environ[SWEPT_KEYS_ENV] = json.dumps(swept_keys(self.swept))
         if self.parent_run_id is not None:
             from mgelab.tracking.sweep_job import PARENT_ENV
 
             os.environ[PARENT_ENV] = self.parent_run_id
+            # The job logs to the store its parent is in: paths.tracking_uri reads this variable,
+            # which a SLURM job may lack or a compute node may set to a store of its own.
+            self._uri_before = os.environ.get(TRACKING_URI_ENV)
+            os.environ[TRACKING_URI_ENV] = str(self.tracking_uri)
 
     def on_job_end(self, config: DictConfig, job_return: Any = None, **kwargs: Any) -> None:
-        if self.parent_run_id is None or job_return is None:
+        if self.parent_run_id is None:
             return
         from mgelab.tracking.records import error_text
         from mgelab.tracking.store import TrackingStore
@@ -93,6 +103,9 @@ class MlflowSweep(PrepareTrackingStore):
         from mgelab.tracking.sweep_job import PARENT_ENV
 
         os.environ.pop(PARENT_ENV, None)
+        _restore_env(TRACKING_URI_ENV, self._uri_before)
+        if job_return is None:
+            return
         try:  # JobReturn.return_value re-raises the job's exception when it failed
             value, error, status = job_return.return_value, None, "COMPLETED"
         except Exception as exc:
@@ -124,6 +137,13 @@ class MlflowSweep(PrepareTrackingStore):
         store.terminate(self.parent_run_id, "FAILED" if stopped_early or not summary.outcomes else "FINISHED")
         lines = summary.lines() + ([f"  {stopped_early}"] if stopped_early else [])
         print("\n".join(lines + [f"  MLflow parent run {self.parent_run_id}"]), flush=True)
+
+
+def _restore_env(name: str, value: Optional[str]) -> None:
+    if value is None:
+        os.environ.pop(name, None)
+    else:
+        os.environ[name] = value
 
 
 def _parent_name(config: DictConfig, swept: List[str]) -> str:

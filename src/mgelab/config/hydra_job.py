@@ -14,6 +14,7 @@ from omegaconf import DictConfig
 
 from mgelab.tracking.sweep import override_key
 from mgelab.tracking.sweep_job import PARENT_ENV, SweepJob
+from mgelab.train.device import available_cpus
 
 # Set by the sweep callback around every job (as PARENT_ENV is): the keys the sweep varies, as a
 # JSON list, so a job's run is named by its values of those keys only.
@@ -41,15 +42,31 @@ def current_job(cfg: DictConfig) -> Optional[SweepJob]:
 
 
 def parallel_jobs() -> int:
-    """How many jobs of this process's sweep run at once: the launcher's ``n_jobs`` (joblib; -1 is
-    one per CPU), 1 for a single run and for launchers that give each job its own machine share."""
+    """How many jobs of this process's sweep share the CPUs it may use (1 for a single run), so
+    that ``trainer.cpu_threads=0`` gives each job its part of them (``jobs_sharing_cpus``)."""
     hydra_cfg = HydraConfig.get()
     if not _is_multirun(hydra_cfg):
         return 1
-    n_jobs = hydra_cfg.launcher.get("n_jobs")
-    if n_jobs is None:
-        return 1
-    return (os.cpu_count() or 1) if int(n_jobs) < 0 else max(1, int(n_jobs))
+    return jobs_sharing_cpus(hydra_cfg.launcher, available_cpus())
+
+
+def jobs_sharing_cpus(launcher: Mapping[str, Any], cpus: int) -> int:
+    """How many jobs run side by side on the ``cpus`` this job may use, by its launcher's settings.
+
+    joblib: ``n_jobs`` (-1: one per CPU). submitit: each job is a task of ``cpus_per_task`` CPUs;
+    SLURM pins it to them (its affinity mask holds just those: 1 job), submitit's local executor
+    pins none (every job sees every CPU: as many jobs as fit, rounded up so that none gets more
+    than its ``cpus_per_task``). Otherwise (the basic launcher, one job at a time): 1.
+    """
+    n_jobs = launcher.get("n_jobs")
+    if n_jobs is not None:
+        return (os.cpu_count() or 1) if int(n_jobs) < 0 else max(1, int(n_jobs))
+    per_task = launcher.get("cpus_per_task")
+    if per_task is not None:
+        if int(per_task) < 1:
+            raise ValueError(f"hydra.launcher.cpus_per_task={per_task} must be >= 1")
+        return max(1, -(-int(cpus) // int(per_task)))
+    return 1
 
 
 def run_tags(cfg: DictConfig) -> Dict[str, Any]:
