@@ -4,6 +4,7 @@
 override otherwise ends in Hydra's traceback. So ``scripts/train.py`` first composes every job of
 its command line with Hydra's compose API and validates it: a bad value, a typo'd key or an unknown
 option is reported in one message (with the nearest valid key) and nothing is created.
+``check_devices`` does the same for a multi-GPU run on a machine without the GPUs it asks for.
 """
 
 from __future__ import annotations
@@ -28,6 +29,29 @@ NOT_CREATED = "/nonexistent/preflight-run-dir"
 
 class ConfigError(ValueError):
     """A command line whose config cannot run; the message names the key and what to do."""
+
+
+def check_devices(trainer: DictConfig, gpu_count: Optional[Callable[[], int]] = None) -> None:
+    """``trainer.devices=N`` (N > 1) needs N GPUs MegEngine can use, and trainer.device not cpu:
+    MegEngine's distributed backends (nccl) are GPU-only. Raise ConfigError naming the GPUs found
+    and what to do. ``gpu_count`` defaults to asking MegEngine, only when N > 1 (a plain run
+    never probes CUDA here)."""
+    devices = int(trainer.get("devices", 1))
+    if devices <= 1:  # below 1 is the trainer's own range check
+        return
+    if gpu_count is None:
+        from mgelab.train.distributed import usable_gpus  # MegEngine loads only for a multi-GPU run
+
+        gpu_count = usable_gpus
+    found = gpu_count()
+    gpus = f"{found} usable GPU{'' if found == 1 else 's'}"
+    wants = f"trainer.devices={devices} trains data-parallel on {devices} GPUs (megengine.distributed is GPU-only)"
+    if trainer.get("device") == "cpu":
+        raise ConfigError(f"{wants}, but trainer.device=cpu (MegEngine finds {gpus} here); use trainer.devices=1, "
+                          f"or trainer.device=gpu on a machine with {devices} GPUs")
+    if found < devices:
+        raise ConfigError(f"{wants}, but MegEngine finds {gpus} on this machine; use trainer.devices=1, "
+                          f"or run on a machine with {devices} GPUs")
 
 
 def split_command_line(argv: Sequence[str]) -> Optional[Tuple[List[str], bool]]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from contextlib import contextmanager
-from typing import Callable, Iterable, Iterator, Tuple
+from typing import Any, Callable, Iterable, Iterator, Optional, Sequence, Tuple
 
 import megengine as mge
 import megengine.module as M
@@ -69,8 +69,12 @@ def should_compile(mode: str, model: M.Module) -> bool:
     return mode == "true" or (mode == "auto" and not random)
 
 
-def make_train_step(model: M.Module, optimizer: Optimizer, task: Task | str, compiled: bool = False) -> StepFn:
+def make_train_step(model: M.Module, optimizer: Optimizer, task: Task | str, compiled: bool = False,
+                    grad_callbacks: Optional[Sequence[Any]] = None) -> StepFn:
     """Return ``step(x, y) -> (loss, outputs)`` updating ``model`` in place.
+
+    ``grad_callbacks``: called with each parameter's gradient during backward, before the update
+    (data-parallel training all-reduces the gradients there: ``mgelab.train.distributed``).
 
     ``compiled``: forward, backward and the optimizer update run as one graph recorded by
     ``jit.trace(symbolic=True)`` on the first call; batches of another size (an epoch's last)
@@ -78,7 +82,7 @@ def make_train_step(model: M.Module, optimizer: Optimizer, task: Task | str, com
     so it was not faster here (docs/results.md).
     """
     loss_fn = (get_task(task) if isinstance(task, str) else task).loss
-    gm = GradManager().attach(model.parameters())
+    gm = GradManager().attach(model.parameters(), callbacks=list(grad_callbacks) if grad_callbacks else None)
 
     def record(x: mge.Tensor, y: mge.Tensor) -> Tuple[mge.Tensor, mge.Tensor]:
         with gm:

@@ -7,9 +7,8 @@ import logging
 import math
 import time
 from contextlib import closing
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Optional, Tuple, Union
+from typing import Any, Dict, Mapping, Optional, Tuple, Union
 
 import megengine.module as M
 import numpy as np
@@ -18,52 +17,28 @@ from mgelab.checkpoint import CheckpointStore, load_checkpoint
 from mgelab.data.prefetch import prefetched
 from mgelab.train.clock import EpochClock
 from mgelab.train.console import SHOW_EVERY_N_STEPS, epoch_bar, epoch_line, limited, show_on_bar
+from mgelab.train.distributed import (
+    SilentLogger,
+    World,
+    broadcast_from_main,
+    current_world,
+    gradient_callbacks,
+    lr_multiplier,
+    num_shard_batches,
+    reseed_for_rank_step,
+    shard_batches,
+)
 from mgelab.train.evaluation import evaluate_split, report_test_split
+from mgelab.train.fit_state import FitContext, FitResult
 from mgelab.train.memory import peak_rss_mb
 from mgelab.train.optim import OptimizerFactory, set_lr
 from mgelab.train.signals import StopOnSignal, TrainingInterrupted
-from mgelab.train.state import Progress, capture, reseed_for_step, restore
+from mgelab.train.state import Progress, capture, restore
 from mgelab.train.steps import compile_mode, draws_random_numbers, make_train_step, should_compile
-from mgelab.train.task import Task, get_task
+from mgelab.train.task import get_task
 
 # One line per epoch and the resume note; under Hydra they reach the console and the run's train.log.
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class FitResult:
-    best_epoch: int
-    best_val: Dict[str, float]
-    test: Dict[str, float]
-    history: List[Dict[str, float]]
-    best_checkpoint: Optional[Path]
-    last_checkpoint: Optional[Path]
-    confusion: Optional[np.ndarray] = None
-    wall_time_s: float = 0.0
-    train_samples_per_s: float = 0.0
-    # The monitored metric, its mode and its value at the best epoch: what a sweeper is given.
-    monitor: str = ""
-    monitor_mode: str = ""
-    best_value: float = math.nan
-
-
-@dataclass
-class _Fit:
-    """What one ``fit`` works with."""
-
-    model: M.Module
-    data: Any
-    task: Task
-    factory: OptimizerFactory
-    optimizer: Any
-    step_fn: Any
-    logger: Any
-    store: CheckpointStore
-    progress: Progress
-    run_meta: Mapping[str, Any]
-    stop: StopOnSignal
-    # Only models that draw random numbers (dropout) need MegEngine reseeded every step.
-    reseed: bool
 
 
 class Trainer:
@@ -86,6 +61,8 @@ class Trainer:
         compile: str = "false",
         cpu_threads: int = 0,
         prefetch_batches: int = 2,
+        devices: int = 1,
+        scale_lr_by_world_size: bool = False,
         debug: bool = False,
     ) -> None:
         if max_epochs < 1:
@@ -104,6 +81,8 @@ class Trainer:
             raise ValueError(f"trainer.checkpoint_every_n_steps={checkpoint_every_n_steps} must be >= 1 or null")
         if prefetch_batches < 0:
             raise ValueError(f"trainer.prefetch_batches={prefetch_batches} must be >= 0 (0: no prefetching thread)")
+        if devices < 1:
+            raise ValueError(f"trainer.devices={devices} must be >= 1 (the GPUs to train on data-parallel)")
         self.max_epochs = int(max_epochs)
         self.limit_train_batches = limit_train_batches
         self.limit_eval_batches = limit_eval_batches
@@ -124,35 +103,47 @@ class Trainer:
         # Training batches prepared ahead in a background thread, so a step need not wait for its data.
         self.prefetch_batches = int(prefetch_batches)
         self.compile = compile_mode(compile)
+        # Informational, like device: the run side starts one process per device (mgelab.run.parallel)
+        # and each fit is told its rank; the lr is multiplied by the world size when asked.
+        self.devices, self.scale_lr_by_world_size = int(devices), bool(scale_lr_by_world_size)
         # A debug run: a few steps to check a config end to end; the run side logs it to
         # `<experiment>_debug`, so such runs stay out of the chapter's experiment.
         self.debug = bool(debug)
 
     # --- public -----------------------------------------------------------------------------
     def fit(self, model: M.Module, data, optimizer_factory: OptimizerFactory, logger,
-            run_meta: Optional[Mapping[str, Any]] = None) -> FitResult:
+            run_meta: Optional[Mapping[str, Any]] = None, world: Optional[World] = None) -> FitResult:
         """Train, keeping ``last``/``best`` checkpoints; test on the best. ``run_meta`` (JSON) is
         stored in every checkpoint, e.g. the tracking run id and the resolved config, beside the
-        data's ``inference_meta()`` (how raw inputs are normalised) under ``data``."""
+        data's ``inference_meta()`` (how raw inputs are normalised) under ``data``. ``world``: this
+        process's rank (default: MegEngine's process group, if any); a rank other than 0 trains its
+        shard in step with the others and logs, validates, checkpoints and tests nothing."""
+        world = world or current_world()
+        logger = logger if world.is_main else SilentLogger()
         optimizer = optimizer_factory(model.parameters())
         store = CheckpointStore(self.checkpoint_dir, self.keep_last, self.keep_best)
         progress = self._resume(model, optimizer) if self.resume else Progress()
+        broadcast_from_main(model, world)
         started = time.perf_counter()
         with StopOnSignal() as stop:
             task = get_task(data.task)
-            step_fn = make_train_step(model, optimizer, task, should_compile(self.compile, model))
-            fit = _Fit(model, data, task, optimizer_factory, optimizer, step_fn, logger, store, progress,
-                       {"data": data.inference_meta(), **(run_meta or {})}, stop, draws_random_numbers(model))
+            step_fn = make_train_step(model, optimizer, task, should_compile(self.compile, model),
+                                      gradient_callbacks(world))
+            fit = FitContext(model, data, task, optimizer_factory, optimizer, step_fn, logger, store, progress,
+                             {"data": data.inference_meta(), **(run_meta or {})}, stop, draws_random_numbers(model),
+                             world, lr_multiplier(world, self.scale_lr_by_world_size))
             while progress.epoch <= self.max_epochs:
                 self._train_epoch(fit)
                 self._end_epoch(fit)
+        monitor, mode = self.monitored(data.task)
+        if not world.is_main:
+            return FitResult(0, {}, {}, [], None, None, monitor=monitor, monitor_mode=mode)
 
         # Test once, on the weights that did best on validation.
         best = store.best() or store.latest()
         model.load_state_dict(load_checkpoint(best).section("model"))
         test_metrics, confusion = report_test_split(model, data, self.limit_eval_batches)
         logger.log_metrics({f"test/{k}": v for k, v in test_metrics.items()}, step=max(progress.best_epoch, 1))
-        monitor, mode = self.monitored(data.task)
         return FitResult(
             best_epoch=progress.best_epoch,
             best_val=progress.best_val,
@@ -176,28 +167,30 @@ class Trainer:
         return get_task(task).monitor(self.monitor, self.monitor_mode)
 
     # --- the loop -------------------------------------------------------------------------------
-    def _train_epoch(self, fit: _Fit) -> None:
+    def _train_epoch(self, fit: FitContext) -> None:
         """Train on the rest of the current epoch (all of it, unless resumed mid-epoch)."""
         p = fit.progress
         fit.model.train()
-        per_epoch = self._batches_per_epoch(fit.data.num_train_batches())
+        per_epoch = self._batches_per_epoch(num_shard_batches(fit.data, fit.world))
         clock, left = EpochClock(p), per_epoch - p.next_batch
         # Cut before prefetching, so the thread prepares no batch past the limit.
-        source = prefetched(limited(fit.data.train_batches(p.epoch, p.next_batch), left), self.prefetch_batches)
-        bar = epoch_bar(source, left, f"epoch {p.epoch}/{self.max_epochs}", self.progress_bar)
+        batches = shard_batches(fit.data, p.epoch, p.next_batch, fit.world)
+        source = prefetched(limited(batches, left), self.prefetch_batches)
+        bar = epoch_bar(source, left, f"epoch {p.epoch}/{self.max_epochs}", self.progress_bar and fit.world.is_main)
         # Closed on the way out, so the thread ends now, also when an exception (whose traceback
         # would keep the generator alive) stops the loop.
         with closing(source):
             for x, y in clock.timed(bar):
                 self._train_step(fit, clock, x, y, per_epoch, bar)
 
-    def _train_step(self, fit: _Fit, clock: EpochClock, x: np.ndarray, y: np.ndarray, per_epoch: int, bar) -> None:
+    def _train_step(self, fit: FitContext, clock: EpochClock, x: np.ndarray, y: np.ndarray, per_epoch: int,
+                    bar) -> None:
         p = fit.progress
-        lr = self._lr_at(fit.factory, p.epoch - 1 + p.next_batch / per_epoch)
+        lr = self._lr_at(fit, p.epoch - 1 + p.next_batch / per_epoch)
         set_lr(fit.optimizer, lr)
         if fit.reseed:
             # Dropout masks depend on (seed, step) only, so a resumed run draws the same ones.
-            reseed_for_step(self.seed, p.global_step)
+            reseed_for_rank_step(self.seed, p.global_step, fit.world)
         loss, out = clock.step(fit.step_fn, x, y)
         if not math.isfinite(loss):
             raise FloatingPointError(
@@ -216,10 +209,13 @@ class Trainer:
             show_on_bar(bar, loss, p.epoch_seen / max(p.epoch_seconds, 1e-9))
         self._maybe_checkpoint_mid_epoch(fit, per_epoch)
 
-    def _maybe_checkpoint_mid_epoch(self, fit: _Fit, per_epoch: int) -> None:
+    def _maybe_checkpoint_mid_epoch(self, fit: FitContext, per_epoch: int) -> None:
         p = fit.progress
         if fit.stop.requested:
             path = self._save(fit)
+            if path is None:
+                raise TrainingInterrupted(f"{fit.stop.requested} received: rank {fit.world.rank} stopped at step "
+                                          f"{p.global_step}; rank 0 writes the checkpoint")
             raise TrainingInterrupted(
                 f"{fit.stop.requested} received: stopped at step {p.global_step} (epoch {p.epoch}) and saved "
                 f"{path}. Resume with the same command plus trainer.resume=auto (or trainer.resume={path.parent})."
@@ -228,17 +224,20 @@ class Trainer:
         if every and p.global_step % every == 0 and p.next_batch < per_epoch:
             self._save(fit)
 
-    def _end_epoch(self, fit: _Fit) -> None:
+    def _end_epoch(self, fit: FitContext) -> None:
         """Validate, log the epoch, checkpoint (``best`` when the monitored metric improved)."""
         p, task = fit.progress, fit.data.task
+        if not fit.world.is_main:  # rank 0 alone validates and reports
+            p.start_epoch(p.epoch + 1)
+            return
         train = fit.task.epoch_train_metrics(p.epoch_loss_sum, p.epoch_correct, p.epoch_seen)
         val = self.evaluate(fit.model, fit.data, "val")
-        per_epoch = self._batches_per_epoch(fit.data.num_train_batches())
+        per_epoch = self._batches_per_epoch(num_shard_batches(fit.data, fit.world))
         row = {
             "epoch": float(p.epoch),
             **{f"train/{k}": v for k, v in train.items()},
             **{f"val/{k}": v for k, v in val.items()},
-            "lr": self._lr_at(fit.factory, p.epoch - 1 + (per_epoch - 1) / per_epoch),
+            "lr": self._lr_at(fit, p.epoch - 1 + (per_epoch - 1) / per_epoch),
             "train/samples_per_s": p.epoch_seen / max(p.epoch_seconds, 1e-9),
             "train/epoch_seconds": p.epoch_seconds,
             "train/data_seconds": p.epoch_data_seconds,  # waiting for batches
@@ -258,7 +257,9 @@ class Trainer:
         p.start_epoch(p.epoch + 1)
         self._save(fit, score=score)
 
-    def _save(self, fit: _Fit, score: Optional[float] = None) -> Path:
+    def _save(self, fit: FitContext, score: Optional[float] = None) -> Optional[Path]:
+        if not fit.world.is_main:  # rank 0 alone checkpoints (every rank holds the same weights)
+            return None
         # Metrics first: a run resumed from this checkpoint re-logs only the steps after it.
         fit.logger.flush()
         arrays, meta = capture(fit.model, fit.optimizer, fit.progress)
@@ -272,8 +273,8 @@ class Trainer:
         return progress
 
     # --- small pieces ---------------------------------------------------------------------------
-    def _lr_at(self, factory: OptimizerFactory, progress: float) -> float:
-        return factory.lr * factory.schedule.factor(progress, self.max_epochs)
+    def _lr_at(self, fit: FitContext, progress: float) -> float:
+        return fit.lr_scale * fit.factory.lr * fit.factory.schedule.factor(progress, self.max_epochs)
 
     def _score(self, row: Dict[str, float], task: str) -> float:
         """The monitored metric, signed so that higher is better."""
