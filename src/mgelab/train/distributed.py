@@ -60,8 +60,9 @@ def current_world() -> World:
 
 
 def usable_gpus() -> int:
-    """GPUs MegEngine can use here (0 without a CUDA driver). MegEngine's own launcher asks the
-    same in the parent process before it starts the workers."""
+    """GPUs MegEngine can use here (0 without a CUDA driver). Safe before the launcher forks:
+    MegEngine 1.13 counts CUDA devices in a forked helper (``call_cuda_forksafe``), leaving this
+    process's CUDA uninitialised; its own launcher asks the same in the parent."""
     return int(mge.get_device_count("gpu")) if mge.is_cuda_available() else 0
 
 
