@@ -24,3 +24,13 @@ def test_only_keys_that_change_the_result_are_named():
 def test_a_key_an_older_checkpoint_lacks_is_equal_to_null_only():
     assert config_differences(STORED, {**STORED, "model": {"mean": None}}) == []
     assert config_differences(STORED, {**STORED, "model": {"mean": [0.5]}}) == ["model.mean: <absent> -> [0.5]"]
+
+
+def test_a_trainer_key_an_older_checkpoint_lacks_is_equal_to_the_trainers_own_default_only():
+    gained = {**STORED, "trainer": {**STORED["trainer"], "devices": 1, "scale_lr_by_world_size": False}}
+    assert config_differences(STORED, gained) == []
+    gained["trainer"]["devices"] = 2
+    assert config_differences(STORED, gained) == ["trainer.devices: <absent> -> 2"]
+    # Only absences are forgiven: a stored value always has to match.
+    assert config_differences(gained, {**gained, "trainer": {**gained["trainer"], "devices": 1}}) == [
+        "trainer.devices: 2 -> 1"]

@@ -8,13 +8,16 @@ hold the same config too: a checkpoint of another config names the keys that dif
 
 from __future__ import annotations
 
+import inspect
 import logging
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Mapping, Optional
 
 from mgelab.checkpoint import CheckpointError, CheckpointStore, load_checkpoint, read_manifest
 from mgelab.tracking.params import flatten
+from mgelab.train import Trainer
 from mgelab.train.resume import explicit_checkpoint, newest_store
 
 log = logging.getLogger(__name__)
@@ -63,10 +66,23 @@ def is_neutral(key: str) -> bool:
 def config_differences(stored: Mapping[str, Any], current: Mapping[str, Any]) -> List[str]:
     """``key: stored -> current`` for every key (neutral ones aside) whose value differs."""
     old, new = flatten(stored), flatten(current)
-    # A key absent from an older checkpoint's config and null now is the same setting (a schema
-    # that gained an optional key); any other absence is a difference.
-    keys = sorted(k for k in set(old) | set(new) if not is_neutral(k) and old.get(k) != new.get(k))
+    keys = sorted(k for k in set(old) | set(new) if not is_neutral(k) and not _same_setting(old, new, k))
     return [f"{k}: {_shown(old, k)} -> {_shown(new, k)}" for k in keys]
+
+
+def _same_setting(old: Mapping[str, Any], new: Mapping[str, Any], key: str) -> bool:
+    if key in old or key not in new:
+        return old.get(key) == new.get(key)
+    # A key an older checkpoint's config lacks (the schema gained it since) is the same setting when it
+    # is null now, or, for the trainer, at the Trainer's own default: the value the older run trained with.
+    value = new[key]
+    return value is None or (key.startswith("trainer.") and _trainer_defaults().get(key[len("trainer."):]) == value)
+
+
+@lru_cache(maxsize=1)
+def _trainer_defaults() -> Dict[str, Any]:
+    parameters = inspect.signature(Trainer.__init__).parameters.values()
+    return {p.name: p.default for p in parameters if p.default is not inspect.Parameter.empty}
 
 
 def _shown(config: Mapping[str, Any], key: str) -> str:
