@@ -12,13 +12,14 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Callable, Dict, Iterator, List, Optional
+from typing import Dict, Iterator, List
 
 import pytest
 from mlflow.entities import Dataset, DatasetInput, InputTag, Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
 
+import mgelab.tracking.copy_runs as copy_runs_module
 from mgelab.tracking.copy_runs import CopyInputError, copy_runs, main, normalized_uri
 from mgelab.tracking.reachability import TrackingUnavailable, check_tracking_uri
 from mgelab.tracking.run_copy import COPIED_FROM_TAG, COPIED_STATE_TAG
@@ -66,28 +67,22 @@ def empty_db(tmp_path_factory) -> Path:
     return path
 
 
-@pytest.fixture
-def new_store(empty_db, tmp_path) -> Callable[[str], str]:
-    """The URI of a fresh, empty SQLite store in ``tmp_path/<folder>``."""
-
-    def make(folder: str) -> str:
-        path = tmp_path / folder / "mlflow.db"
-        path.parent.mkdir(parents=True)
-        shutil.copyfile(empty_db, path)
-        return f"sqlite:///{path}"
-
-    return make
+def new_store(empty_db: Path, folder: Path) -> str:
+    """The URI of a fresh, empty SQLite store in ``folder``."""
+    folder.mkdir(parents=True)
+    shutil.copyfile(empty_db, folder / "mlflow.db")
+    return f"sqlite:///{folder / 'mlflow.db'}"
 
 
 @pytest.fixture
-def dst_uri(new_store) -> str:
-    return new_store("dst")
+def dst_uri(empty_db, tmp_path) -> str:
+    return new_store(empty_db, tmp_path / "dst")
 
 
 @pytest.fixture
-def source(new_store, tmp_path) -> Dict[str, str]:
+def source(empty_db, tmp_path) -> Dict[str, str]:
     """An SQLite store holding a sweep: a parent and two children (one FAILED), ids by role."""
-    uri = new_store("src")
+    uri = new_store(empty_db, tmp_path / "src")
     experiment_id = prepare_store(uri, "fashion_mnist", artifact_location=str(tmp_path / "src" / "mlartifacts"))
     client = MlflowClient(uri)
     parent = client.create_run(experiment_id, start_time=START_MS, run_name="sweep 1",
@@ -99,11 +94,14 @@ def source(new_store, tmp_path) -> Dict[str, str]:
     return {"uri": uri, "experiment_id": experiment_id, "parent": parent, "first": first, "second": second}
 
 
-def copies_by_source(uri: str) -> Dict[str, object]:
+def all_runs(uri: str, filter_string: str = "") -> list:
     client = MlflowClient(uri)
-    experiments = [e.experiment_id for e in client.search_experiments()]
-    runs = client.search_runs(experiments, f"tags.`{COPIED_FROM_TAG}` LIKE '%'")
-    return {run.data.tags[COPIED_FROM_TAG].rsplit("#", 1)[1]: run for run in runs}
+    return client.search_runs([e.experiment_id for e in client.search_experiments()], filter_string)
+
+
+def copies_by_source(uri: str) -> Dict[str, object]:
+    copies = all_runs(uri, f"tags.`{COPIED_FROM_TAG}` LIKE '%'")
+    return {run.data.tags[COPIED_FROM_TAG].rsplit("#", 1)[1]: run for run in copies}
 
 
 def history(client: MlflowClient, run_id: str, key: str) -> List[tuple]:
@@ -144,9 +142,8 @@ def assert_copied(src_uri: str, dst_uri: str, ids: Dict[str, str], workdir: Path
         files = artifact_texts(dst, copy.info.run_id, workdir / role / "copy")
         assert files == artifact_texts(src, run_id, workdir / role / "source")
         assert role == "parent" or files[f"checkpoints/best/weights-{original.data.params['optim.lr']}.txt"]
-    parent_copy = new_id[ids["parent"]]
-    assert dst.get_run(new_id[ids["first"]]).data.tags[PARENT] == parent_copy
-    assert dst.get_run(parent_copy).data.tags["sweep/best_run_id"] == new_id[ids["first"]]
+    assert dst.get_run(new_id[ids["first"]]).data.tags[PARENT] == new_id[ids["parent"]]
+    assert dst.get_run(new_id[ids["parent"]]).data.tags["sweep/best_run_id"] == new_id[ids["first"]]
     return copies
 
 
@@ -155,8 +152,7 @@ def roles(source: Dict[str, str]) -> Dict[str, str]:
 
 
 def test_a_copy_brings_history_params_tags_inputs_artifacts_and_links(source, dst_uri, tmp_path):
-    outcomes = list(copy_runs(source["uri"], dst_uri))
-    assert sorted(o.action for o in outcomes) == ["copied"] * 3
+    assert sorted(o.action for o in copy_runs(source["uri"], dst_uri)) == ["copied"] * 3
     assert_copied(source["uri"], dst_uri, roles(source), tmp_path / "downloads")
     # The copies' files sit beside the destination's database, as a training run's do.
     assert list((tmp_path / "dst" / "mlartifacts" / "fashion_mnist").rglob("weights-0.1.txt"))
@@ -168,8 +164,7 @@ def test_copying_again_adds_nothing_and_a_later_run_is_copied_by_a_third_call(so
     again = list(copy_runs(source["uri"], dst_uri))
     assert [o.action for o in again] == ["skipped"] * 3
     assert {k: v.info.run_id for k, v in copies_by_source(dst_uri).items()} == first_copies
-    assert len(MlflowClient(dst_uri).search_runs([MlflowClient(dst_uri).get_experiment_by_name(
-        "fashion_mnist").experiment_id])) == 3
+    assert len(all_runs(dst_uri)) == 3
 
     later = add_child(MlflowClient(source["uri"]), source["experiment_id"], source["parent"], "mlp lr=0.3", 0.3,
                       tmp_path)
@@ -194,6 +189,33 @@ def test_a_run_that_logged_more_after_its_copy_is_topped_up_with_only_the_new_va
     copies = assert_copied(source["uri"], dst_uri, {**roles(source), "running": running}, tmp_path / "downloads")
     assert copies[running].info.status == "FINISHED"
     assert [o.action for o in copy_runs(source["uri"], dst_uri) if o.source_id == running] == ["skipped"]
+
+
+def test_a_copy_keeps_the_name_unless_another_run_of_the_destination_has_it(source, dst_uri, tmp_path):
+    dst = MlflowClient(dst_uri)
+    experiment_id = prepare_store(dst_uri, "fashion_mnist", artifact_location=str(tmp_path / "dst" / "mlartifacts"))
+    dst.create_run(experiment_id, run_name="mlp lr=0.1")  # a colleague's run, there before the copy
+    names = {o.source_id: o.name for o in copy_runs(source["uri"], dst_uri)}
+    assert names == {source["parent"]: "sweep 1", source["first"]: "mlp lr=0.1 (2)", source["second"]: "mlp lr=0.2"}
+    assert dst.get_run(copies_by_source(dst_uri)[source["first"]].info.run_id).info.run_name == "mlp lr=0.1 (2)"
+
+
+def test_a_copy_cut_short_says_so_and_the_next_call_finishes_it(source, dst_uri, tmp_path, monkeypatch, capsys):
+    real_sync, synced = copy_runs_module.sync_run, []
+
+    def server_gone_at_the_second_run(*args, **kwargs):
+        synced.append(args[2].run_id)
+        if len(synced) == 2:
+            raise ConnectionError("server gone")
+        return real_sync(*args, **kwargs)
+
+    monkeypatch.setattr(copy_runs_module, "sync_run", server_gone_at_the_second_run)
+    assert main(["--from", source["uri"], "--to", dst_uri]) == 1
+    assert "stopped answering mid-copy (ConnectionError: server gone)" in capsys.readouterr().err
+    monkeypatch.undo()
+    actions = {o.source_id: o.action for o in copy_runs(source["uri"], dst_uri)}
+    assert actions == {synced[0]: "skipped", **{i: "topped up" for i in roles(source).values() if i != synced[0]}}
+    assert_copied(source["uri"], dst_uri, roles(source), tmp_path / "downloads")
 
 
 def test_a_dry_run_says_what_it_would_copy_and_writes_nothing(source, tmp_path, capsys):
@@ -222,6 +244,10 @@ def test_bad_input_names_the_store_or_experiment_and_what_to_do(source, dst_uri,
         list(copy_runs(f"sqlite:///{missing}", dst_uri))
     with pytest.raises(CopyInputError, match="--from and --to both name"):
         list(copy_runs(source["uri"], source["uri"]))
+    deleted = prepare_store(dst_uri, "fashion_mnist", artifact_location=str(tmp_path / "dst" / "mlartifacts"))
+    MlflowClient(dst_uri).delete_experiment(deleted)
+    with pytest.raises(CopyInputError, match=f"'fashion_mnist' is deleted.*restore --experiment-id {deleted}"):
+        list(copy_runs(source["uri"], dst_uri))
     port = free_port()
     started = time.monotonic()
     assert main(["--from", source["uri"], "--to", f"http://127.0.0.1:{port}"]) == 2
@@ -238,18 +264,18 @@ def test_bad_input_names_the_store_or_experiment_and_what_to_do(source, dst_uri,
 def server(empty_db, tmp_path) -> Iterator[str]:
     """``mlflow server`` on loopback over SQLite, serving artifacts from a folder of its own; its URI."""
     workdir = tmp_path / "server"
-    workdir.mkdir()
-    shutil.copyfile(empty_db, workdir / "server.db")
     port = free_port()
     uri = f"http://127.0.0.1:{port}"
     cmd = [str(Path(sys.executable).parent / "mlflow"), "server", "--backend-store-uri",
-           f"sqlite:///{workdir / 'server.db'}", "--serve-artifacts", "--artifacts-destination",
+           new_store(empty_db, workdir), "--serve-artifacts", "--artifacts-destination",
            str(workdir / "served"), "--host", "127.0.0.1", "--port", str(port), "--workers", "1"]
     env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
     with (workdir / "server.log").open("a") as log:
         proc = subprocess.Popen(cmd, cwd=workdir, env=env, stdout=log, stderr=log, start_new_session=True)
     try:
-        wait_until_up(uri, proc, workdir / "server.log")
+        deadline = time.monotonic() + SERVER_START_S
+        while not answers(uri):
+            assert proc.poll() is None and time.monotonic() < deadline, (workdir / "server.log").read_text()[-3000:]
         yield uri
     finally:
         if proc.poll() is None:
@@ -257,22 +283,18 @@ def server(empty_db, tmp_path) -> Iterator[str]:
             proc.wait(timeout=30)
 
 
-def wait_until_up(uri: str, proc: subprocess.Popen, log: Path) -> None:
-    started = time.monotonic()
-    while time.monotonic() - started < SERVER_START_S:
-        try:
-            check_tracking_uri(uri, timeout_s=2.0)
-            return
-        except TrackingUnavailable:
-            assert proc.poll() is None, log.read_text()[-3000:]
-    raise AssertionError(f"mlflow server not up within {SERVER_START_S} s: {log.read_text()[-3000:]}")
+def answers(uri: str) -> bool:
+    try:
+        check_tracking_uri(uri, timeout_s=2.0)
+        return True
+    except TrackingUnavailable:
+        return False
 
 
 def test_runs_copied_onto_a_tracking_server_over_http_with_their_files(source, server, tmp_path):
     assert sorted(o.action for o in copy_runs(source["uri"], server)) == ["copied"] * 3
     copies = assert_copied(source["uri"], server, roles(source), tmp_path / "downloads")
     # The files went up through the server into its artifact store, not onto a path of this client's.
-    first_copy: Optional[object] = copies[source["first"]]
-    assert first_copy.info.artifact_uri.startswith("mlflow-artifacts:")
+    assert copies[source["first"]].info.artifact_uri.startswith("mlflow-artifacts:")
     assert list((tmp_path / "server" / "served").rglob("weights-0.1.txt"))
     assert [o.action for o in copy_runs(source["uri"], server)] == ["skipped"] * 3

@@ -27,7 +27,7 @@ from mlflow.entities import LifecycleStage, Run, ViewType
 
 from mgelab.tracking.client import RetryingClient
 from mgelab.tracking.reachability import TrackingUnavailable, check_tracking_uri
-from mgelab.tracking.records import sqlite_path
+from mgelab.tracking.records import error_text, is_unreachable, sqlite_path
 from mgelab.tracking.run_copy import COPIED_FROM_TAG, COPIED_STATE_TAG, TERMINAL, SourceRun, artifact_sizes, sync_run
 from mgelab.tracking.run_names import create_uniquely_named
 from mgelab.tracking.store import prepare_store
@@ -195,6 +195,12 @@ def _create_copy(dst: RetryingClient, dest_uri: str, source_uri: str, source: So
 def _destination_experiment(src: RetryingClient, dst: RetryingClient, dest_uri: str, name: str) -> str:
     """The destination's experiment of that name; created with the source's experiment tags if it has none."""
     existing = dst.get_experiment_by_name(name)
+    if existing is not None and existing.lifecycle_stage == LifecycleStage.DELETED:
+        raise CopyInputError(
+            f"--to {dest_uri}: its experiment {name!r} is deleted, and no run can be added to it. Restore it "
+            f"(`mlflow experiments restore --experiment-id {existing.experiment_id}`) or remove it for good "
+            f"(`mlflow gc --experiment-ids {existing.experiment_id}`), then run the copy again"
+        )
     if existing is not None:
         return existing.experiment_id
     db_file = sqlite_path(dest_uri)
@@ -225,6 +231,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except CopyInputError as error:
         print(f"copy_runs: {error}", file=sys.stderr)
         return 2
+    except Exception as error:
+        if not is_unreachable(error):
+            raise
+        print(f"copy_runs: a store stopped answering mid-copy ({error_text(error)}). What arrived is kept: run "
+              "the same command again once it answers, and it goes on from there.", file=sys.stderr)
+        return 1
     summary = ", ".join(f"{count} {action}" for action, count in counts.items()) or "no runs to copy"
     print(f"{summary} ({normalized_uri(args.source)} -> {normalized_uri(args.dest)})")
     return 0
