@@ -61,6 +61,15 @@ def carve_validation(
     )
 
 
+def epoch_order(num_samples: int, seed: int, epoch: int, rank: int = 0, world_size: int = 1) -> np.ndarray:
+    """An epoch's training samples in order: the (seed, epoch) permutation, or ``rank``'s contiguous
+    ``1/world_size`` of it. Equal shards (an all-reduce waits for every rank): the permutation's last
+    ``num_samples % world_size`` samples sit the epoch out, a different few each epoch."""
+    order = np.random.default_rng((seed, epoch)).permutation(num_samples)
+    per_rank = num_samples // world_size
+    return order if world_size == 1 else order[rank * per_rank : (rank + 1) * per_rank]
+
+
 def hold_out_test(whole: Split, test_size: float | int, seed: int) -> Dict[str, Split]:
     """{"train", "test"} from one table, for datasets published without a test split.
 
@@ -194,26 +203,27 @@ class ArrayDataModule:
     def split_size(self, split: str) -> int:
         return len(self.splits[split])
 
-    def num_train_batches(self) -> int:
-        return -(-self.split_size("train") // self.batch_size)
+    def num_train_batches(self, world_size: int = 1) -> int:
+        return -(-(self.split_size("train") // world_size) // self.batch_size)
 
-    def train_batches(self, epoch: int, start_batch: int = 0) -> Iterator[Batch]:
-        """Shuffled training batches; the order depends only on (seed, epoch).
+    def train_batches(self, epoch: int, start_batch: int = 0, rank: int = 0, world_size: int = 1) -> Iterator[Batch]:
+        """Shuffled training batches (of ``rank``'s shard: ``epoch_order``), in an order set by (seed, epoch).
 
         ``start_batch`` skips the first batches of the epoch without preparing them (a resumed
         run); augmentation is seeded per batch, so the batches that follow are the same.
         """
         split = self.splits["train"]
-        order = np.random.default_rng((self.seed, epoch)).permutation(len(split))
+        order = epoch_order(len(split), self.seed, epoch, rank, world_size)
         for index, start in enumerate(range(0, len(order), self.batch_size)):
             if index < start_batch:
                 continue
             idx = order[start : start + self.batch_size]
             inputs = split.inputs[idx]
             if self.augments:
-                # Its own stream per batch: turning augmentation on does not change the data order.
+                # Its own stream per batch (and rank): turning augmentation on does not change the data order.
                 # Made only when used: seeding a generator costs as much as a linear model's step.
-                inputs = self.augment(inputs, np.random.default_rng((self.seed, epoch, 1, index)))
+                stream = (self.seed, epoch, 1, index * world_size + rank)
+                inputs = self.augment(inputs, np.random.default_rng(stream))
             yield self._prepare(inputs), split.targets[idx]
 
     @property

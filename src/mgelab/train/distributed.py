@@ -23,6 +23,7 @@ import megengine.distributed as dist
 import megengine.module as M
 import numpy as np
 
+from mgelab.data.arrays import epoch_order
 from mgelab.train.state import step_seed
 
 Batch = Tuple[np.ndarray, np.ndarray]
@@ -68,47 +69,23 @@ def usable_gpus() -> int:
 
 # --- the epoch's shard --------------------------------------------------------------------------
 def shard_indices(num_samples: int, seed: int, epoch: int, world: World) -> np.ndarray:
-    """The training samples ``world.rank`` trains on in ``epoch``.
-
-    Every rank draws the same permutation, the one a single process shuffles the epoch with (the
-    data module's ``(seed, epoch)`` order), and takes its own contiguous ``1/size`` of it. Shards
-    are equal so every rank runs the same number of steps (an all-reduce waits for all ranks): the
-    ``num_samples % size`` samples at the permutation's end sit this epoch out, a different few
-    each epoch.
-    """
-    order = np.random.default_rng((seed, epoch)).permutation(num_samples)
-    per_rank = num_samples // world.size
-    return order[world.rank * per_rank : (world.rank + 1) * per_rank]
+    """The training samples ``world.rank`` trains on in ``epoch``: its shard of the permutation a single
+    process shuffles the epoch with (``mgelab.data.arrays.epoch_order``)."""
+    return epoch_order(num_samples, seed, epoch, world.rank, world.size)
 
 
 def num_shard_batches(data: Any, world: World) -> int:
     """Training batches per epoch on one rank (the same on every rank)."""
-    if world.size == 1:
-        return data.num_train_batches()
-    return -(-(data.split_size("train") // world.size) // data.batch_size)
+    return data.num_train_batches() if world.size == 1 else data.num_train_batches(world.size)
 
 
 def shard_batches(data: Any, epoch: int, start_batch: int, world: World) -> Iterator[Batch]:
-    """``data.train_batches(epoch, start_batch)`` restricted to this rank's shard.
-
-    A single process gets the data module's own batches, unchanged. Several: batches of
-    ``data.batch_size`` from the shard, augmented with a stream seeded by (seed, epoch, the batch's
-    place across all ranks), so no two ranks augment alike and a resumed rank draws the same.
-    """
-    if world.size == 1:
-        yield from data.train_batches(epoch, start_batch)
-        return
-    split = data.splits["train"]
-    shard = shard_indices(len(split), data.seed, epoch, world)
-    for index, start in enumerate(range(0, len(shard), data.batch_size)):
-        if index < start_batch:
-            continue
-        idx = shard[start : start + data.batch_size]
-        inputs = split.inputs[idx]
-        if data.augments:
-            inputs = data.augment(inputs, np.random.default_rng((data.seed, epoch, 1, index * world.size + world.rank)))
-        # The data module's normalisation (its private step: it has no public one for raw inputs).
-        yield data._prepare(inputs), split.targets[idx]
+    """``data.train_batches(epoch, start_batch)`` restricted to this rank's shard; augmentation is seeded
+    by (seed, epoch, the batch's place across all ranks), so no two ranks augment alike and a resumed
+    rank draws the same. A single process gets the data module's own batches, unchanged."""
+    if world.size == 1:  # a data module need not know ranks to train in one process
+        return data.train_batches(epoch, start_batch)
+    return data.train_batches(epoch, start_batch, world.rank, world.size)
 
 
 # --- keeping the ranks in step -------------------------------------------------------------------
