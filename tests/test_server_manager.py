@@ -14,10 +14,15 @@ from pathlib import Path
 
 import pytest
 
-from mgelab.tracking.server import manager, records
+from mgelab.tracking.server import auth, manager, records
 from mgelab.tracking.server.auth import PASSWORD_ENV, USER_ENV, AdminCredentials, admin_from_env, write_config
 from mgelab.tracking.server.postgres import find_bin_dir
-from mgelab.tracking.server.processes import ServerError, check_reachable_by_cluster_owner, running_as_root
+from mgelab.tracking.server.processes import (
+    ServerError,
+    check_reachable_by_cluster_owner,
+    free_port,
+    running_as_root,
+)
 from mgelab.tracking.server.settings import ServerSettings
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -176,3 +181,12 @@ def test_binding_beyond_loopback_warns(tmp_path):
     (warning,) = manager.exposure_warnings(exposed, auth=False)
     assert "host=0.0.0.0 binds beyond loopback" in warning and "basic auth is off" in warning
     assert exposed.url == "http://127.0.0.1:5100" and not exposed.is_loopback
+
+
+def test_auth_without_mlflows_auth_extra_says_what_to_install(tmp_path, monkeypatch):
+    monkeypatch.setattr(auth.importlib.util, "find_spec", lambda name: None)
+    monkeypatch.setenv(USER_ENV, "alice")
+    monkeypatch.setenv(PASSWORD_ENV, "s3cret-pass-word")
+    with pytest.raises(ServerError, match=r"needs MLflow's auth extra.*pip install 'mlflow\[auth\]'"):
+        manager.start(settings_for(tmp_path, port=free_port(), postgres={"port": free_port()}))
+    assert not (tmp_path / "postgres").exists(), "refused before anything was made"

@@ -11,6 +11,7 @@ not stored anywhere on disk by mgelab; MLflow keeps only its hash. Clients sign 
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import secrets
 from dataclasses import dataclass
@@ -42,6 +43,14 @@ def admin_from_env(env: Mapping[str, str] = os.environ) -> Optional[AdminCredent
         missing = USER_ENV if not user else PASSWORD_ENV
         raise ServerError(f"basic auth needs both {USER_ENV} and {PASSWORD_ENV}; {missing} is not set")
     return AdminCredentials(user, password)
+
+
+def check_app_installed() -> None:
+    """MLflow's basic-auth app needs its ``auth`` extra (Flask-WTF, for CSRF); without it the server
+    would die at start with an ImportError in its log."""
+    if importlib.util.find_spec("flask_wtf") is None:
+        raise ServerError("basic auth (MGELAB_SERVER_ADMIN_USER/PASSWORD set) needs MLflow's auth extra, which is "
+                          "not installed: pip install 'mlflow[auth]' (it adds Flask-WTF), or unset those variables")
 
 
 def write_config(auth_dir: Path, admin: AdminCredentials, database_uri: str, default_permission: str) -> Path:

@@ -11,7 +11,7 @@ from datetime import datetime
 from typing import List, Mapping, Optional
 
 from mgelab.tracking.server import records
-from mgelab.tracking.server.auth import admin_from_env, server_env, write_config
+from mgelab.tracking.server.auth import admin_from_env, check_app_installed, server_env, write_config
 from mgelab.tracking.server.mlflow_server import MlflowServer, health_answers
 from mgelab.tracking.server.postgres import Cluster
 from mgelab.tracking.server.processes import STOP_TIMEOUT_S, ServerError, is_alive, port_in_use, stop_group
@@ -62,6 +62,8 @@ def start(settings: ServerSettings, env: Mapping[str, str] = os.environ) -> Star
         return _already_running(running, settings)
     records.remove(settings.state_dir)  # stale: its process is gone
     admin = admin_from_env(env)
+    if admin is not None:
+        check_app_installed()
     if port_in_use(settings.host, settings.port):
         raise ServerError(f"port {settings.port} on {settings.host} (port) is taken by another program; choose "
                           f"another: make server SERVER_ARGS=\"port=<free port>\" (and train with "
