@@ -54,6 +54,8 @@ def test_job_key_ignores_order_and_overrides_that_do_not_change_training():
     a = job_key(["model=mlp", "optim.lr=0.1", "paths.output_dir=/x"], None)
     b = job_key(["optim.lr=0.1", "model=mlp", "sweep.skip_finished=true", "trainer.progress_bar=false"], None)
     assert a == b
+    # A re-submitted sweep that resumes its jobs, or reads the data from a mirror, is the same sweep.
+    assert a == job_key(["model=mlp", "optim.lr=0.1", "trainer.resume=auto", "data.mirror=/srv/m"], None)
     assert a != job_key(["model=mlp", "optim.lr=0.2"], None)
     assert a != job_key(["model=mlp", "optim.lr=0.1"], "my_sweep")
 

@@ -13,6 +13,7 @@ from pathlib import Path
 import joblib
 import numpy as np
 import pytest
+import submitit
 from mlflow.tracking import MlflowClient
 
 from mgelab.tracking.base import TEST, TRAIN, VALIDATION, DatasetSplit
@@ -28,6 +29,7 @@ ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "scripts" / "train.py"
 # What a joblib worker's __main__ is.
 LOKY_MAIN = Path(joblib.__file__).parent / "externals" / "loky" / "backend" / "popen_loky_posix.py"
+SUBMITIT_MAIN = Path(submitit.__file__).parent / "core" / "_submit.py"  # a submitit job's main module
 URL = "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com"
 
 
@@ -62,9 +64,10 @@ def test_a_new_run_has_mlflows_standard_tags(uri, as_script):
     assert tags[GIT_DIRTY_TAG] in ("true", "false")
 
 
-def test_a_pool_worker_names_the_script_its_parent_ran(uri, as_script, monkeypatch):
+@pytest.mark.parametrize("worker_main", [LOKY_MAIN, SUBMITIT_MAIN], ids=["joblib", "submitit"])
+def test_a_pool_worker_names_the_script_its_parent_ran(uri, as_script, monkeypatch, worker_main):
     assert entry_script() == str(SCRIPT)  # the parent process records it for its workers
-    monkeypatch.setattr(sys, "argv", [str(LOKY_MAIN)])
+    monkeypatch.setattr(sys, "argv", [str(worker_main)])
     tags = tags_of(uri, new_run(uri))
     assert tags["mlflow.source.name"] == str(SCRIPT) and "mlflow.source.git.commit" in tags
     # A relative argv[0] that does not exist from here (a job that changed directory): the parent's.

@@ -39,7 +39,7 @@ ENTRY_ENV = "MGELAB_ENTRY_SCRIPT"
 # "true"/"false": files tracked by git differed from the commit when the run started.
 GIT_DIRTY_TAG = "mgelab.source.git.dirty"
 # Folders whose files run a pool's worker processes, not a user's code.
-WORKER_PACKAGES = ("joblib", "loky", "multiprocessing", "concurrent")
+WORKER_PACKAGES = ("joblib", "loky", "multiprocessing", "concurrent", "submitit")
 
 
 def is_worker_file(path: str) -> bool:

@@ -26,8 +26,10 @@ SWEEP_NAME_TAG = "sweep/name"
 JOB_TAG_PREFIX = "job/"  # on the parent: job/<num> = the job's outcome, as JSON
 SKIPPED_TAG_PREFIX = "skipped/"  # on the parent: skipped/<num> = the finished run it reused
 # Overrides that change where or how verbosely a job runs, or how the sweep itself is run,
-# but not what is trained: left out of the job key so a re-run with them still matches.
-NEUTRAL_OVERRIDES = ("sweep.", "hydra.", "paths.", "logger.", "trainer.progress_bar", "trainer.prefetch_batches")
+# but not what is trained: left out of the job key so a re-run with them still matches (a cluster
+# sweep re-submitted with trainer.resume=auto after its time limit finds its finished jobs).
+NEUTRAL_OVERRIDES = ("sweep.", "hydra.", "paths.", "logger.", "trainer.progress_bar", "trainer.prefetch_batches",
+                     "trainer.resume", "data.mirror", "data.sha256", "data.verify", "data.base_url", "data.system_dirs")
 
 
 def parent_name(sweep_name: Optional[str], started: datetime, swept: Sequence[str]) -> str:
