@@ -49,6 +49,20 @@ def test_losses_are_cross_entropy_and_squared_error():
     assert REGRESSION.loss(values, mge.tensor(np.array([[1.0]], np.float32))).item() == pytest.approx(4.0)
 
 
+def test_label_smoothing_is_cross_entropy_against_smoothed_targets_for_classes_only():
+    logits = np.array([[2.0, 0.5, -1.0], [0.1, 0.2, 0.3]], np.float32)
+    targets = np.array([0, 2], np.int32)
+    log_p = logits - np.log(np.exp(logits).sum(axis=1, keepdims=True))
+    smoothed = np.full_like(log_p, 0.1 / 3)
+    smoothed[np.arange(2), targets] += 0.9
+    want = float(-(smoothed * log_p).sum(axis=1).mean())
+    got = CLASSIFICATION.training_loss(0.1)(mge.tensor(logits), mge.tensor(targets)).item()
+    assert got == pytest.approx(want, rel=1e-5) and got != pytest.approx(float(-log_p[[0, 1], targets].mean()))
+    assert CLASSIFICATION.training_loss(0.0) is CLASSIFICATION.loss
+    with pytest.raises(ValueError, match=r"trainer.label_smoothing=0.1 applies to classification only"):
+        REGRESSION.training_loss(0.1)
+
+
 def test_test_report_adds_classes_only_where_there_are_some():
     logits = np.array([[2.0, 0.0], [0.0, 1.0], [3.0, 1.0]], np.float32)
     metrics, confusion = CLASSIFICATION.test_report(logits, np.array([0, 1, 1]), 2)

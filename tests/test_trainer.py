@@ -86,9 +86,19 @@ def test_same_seed_same_result(tmp_path):
     assert first.test == second.test
 
 
+def test_label_smoothing_changes_the_training_loss_only(tmp_path):
+    plain, _, _, _ = fit(tmp_path / "a", epochs=1)
+    smooth, _, _, _ = fit(tmp_path / "b", epochs=1, label_smoothing=0.2)
+    # The smoothed targets' cross-entropy is larger; validation is scored with the plain loss either way.
+    assert smooth.history[0]["train/loss"] > plain.history[0]["train/loss"]
+    assert smooth.history[0]["val/loss"] < smooth.history[0]["train/loss"]
+
+
 def test_bad_trainer_settings_name_the_key():
     with pytest.raises(ValueError, match="trainer.max_epochs"):
         Trainer(max_epochs=0)
+    with pytest.raises(ValueError, match=r"trainer.label_smoothing=1 must be in \[0, 1\)"):
+        Trainer(label_smoothing=1.0)
     with pytest.raises(ValueError, match="trainer.limit_train_batches"):
         Trainer(limit_train_batches=-2)._batches_per_epoch(10)
 

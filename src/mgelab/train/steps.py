@@ -70,18 +70,20 @@ def should_compile(mode: str, model: M.Module) -> bool:
 
 
 def make_train_step(model: M.Module, optimizer: Optimizer, task: Task | str, compiled: bool = False,
-                    grad_callbacks: Optional[Sequence[Any]] = None) -> StepFn:
+                    grad_callbacks: Optional[Sequence[Any]] = None, label_smoothing: float = 0.0) -> StepFn:
     """Return ``step(x, y) -> (loss, outputs)`` updating ``model`` in place.
 
     ``grad_callbacks``: called with each parameter's gradient during backward, before the update
     (data-parallel training all-reduces the gradients there: ``mgelab.train.distributed``).
+
+    ``label_smoothing``: the classification loss's target smoothing (``Task.training_loss``).
 
     ``compiled``: forward, backward and the optimizer update run as one graph recorded by
     ``jit.trace(symbolic=True)`` on the first call; batches of another size (an epoch's last)
     are handled. It computes what eager does, but MegEngine 1.13 still runs the graph op by op,
     so it was not faster here (docs/results.md).
     """
-    loss_fn = (get_task(task) if isinstance(task, str) else task).loss
+    loss_fn = (get_task(task) if isinstance(task, str) else task).training_loss(label_smoothing)
     gm = GradManager().attach(model.parameters(), callbacks=list(grad_callbacks) if grad_callbacks else None)
 
     def record(x: mge.Tensor, y: mge.Tensor) -> Tuple[mge.Tensor, mge.Tensor]:

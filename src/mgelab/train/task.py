@@ -33,6 +33,16 @@ class Task:
     # A closed-form reference fit logged beside the trained model (``baseline/*``), if any.
     baseline: Optional[Callable[[object], Dict[str, float]]] = None
 
+    def training_loss(self, label_smoothing: float = 0.0) -> Callable[[mge.Tensor, mge.Tensor], mge.Tensor]:
+        """The loss the step minimises: ``loss``, or for classes cross-entropy against targets smoothed
+        by ``label_smoothing`` (1 - s on the class, s spread over all). Evaluation keeps ``loss``."""
+        if label_smoothing == 0:
+            return self.loss
+        if not self.has_classes:
+            raise ValueError(f"trainer.label_smoothing={label_smoothing:g} applies to classification only; "
+                             f"this data's task is {self.name}: set it to 0")
+        return lambda out, y: F.nn.cross_entropy(out, y, label_smooth=label_smoothing)
+
     def batch_correct(self, outputs: np.ndarray, targets: np.ndarray) -> int:
         """Correctly classified samples of a training batch (0 where there are no classes)."""
         return int((outputs.argmax(axis=1) == targets).sum()) if self.has_classes else 0

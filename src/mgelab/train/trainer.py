@@ -63,6 +63,7 @@ class Trainer:
         prefetch_batches: int = 2,
         devices: int = 1,
         scale_lr_by_world_size: bool = False,
+        label_smoothing: float = 0.0,
         debug: bool = False,
     ) -> None:
         if max_epochs < 1:
@@ -83,7 +84,10 @@ class Trainer:
             raise ValueError(f"trainer.prefetch_batches={prefetch_batches} must be >= 0 (0: no prefetching thread)")
         if devices < 1:
             raise ValueError(f"trainer.devices={devices} must be >= 1 (the GPUs to train on data-parallel)")
+        if not 0 <= label_smoothing < 1:
+            raise ValueError(f"trainer.label_smoothing={label_smoothing:g} must be in [0, 1) (0: plain cross-entropy)")
         self.max_epochs = int(max_epochs)
+        self.label_smoothing = float(label_smoothing)
         self.limit_train_batches = limit_train_batches
         self.limit_eval_batches = limit_eval_batches
         self.log_every_n_steps = int(log_every_n_steps)
@@ -128,7 +132,7 @@ class Trainer:
         with StopOnSignal() as stop:
             task = get_task(data.task)
             step_fn = make_train_step(model, optimizer, task, should_compile(self.compile, model),
-                                      gradient_callbacks(world))
+                                      gradient_callbacks(world), self.label_smoothing)
             fit = FitContext(model, data, task, optimizer_factory, optimizer, step_fn, logger, store, progress,
                              {"data": data.inference_meta(), **(run_meta or {})}, stop, draws_random_numbers(model),
                              world, lr_multiplier(world, self.scale_lr_by_world_size))
