@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import signal
 import socket
 import subprocess
@@ -55,6 +56,13 @@ def test_a_tracking_uri_nothing_listens_at_fails_fast_naming_the_ways_out():
     for way_out in ("logger=none", "logger.tracking_uri", "MLFLOW_TRACKING_URI", *BOUNDED_HTTP_SETTINGS,
                     "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR"):
         assert way_out in message, way_out
+
+
+def test_the_unavailable_error_survives_pickling_as_a_failed_joblib_jobs_error_does():
+    error = TrackingUnavailable("http://127.0.0.1:1", "Connection refused")
+    again = pickle.loads(pickle.dumps(error))
+    assert (type(again), str(again), again.tracking_uri, again.reason) == (
+        TrackingUnavailable, str(error), error.tracking_uri, error.reason)
 
 
 def test_an_mlflow_logger_for_an_absent_server_fails_fast_before_any_run(tmp_path):

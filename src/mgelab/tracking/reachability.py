@@ -34,6 +34,11 @@ class TrackingUnavailable(RuntimeError):
         self.tracking_uri, self.reason = tracking_uri, reason
         super().__init__(unavailable_message(tracking_uri, reason))
 
+    def __reduce__(self):
+        # A joblib job's exception travels back from its worker pickled: rebuilt from its own arguments
+        # (the default would call __init__ with the message alone, and the broken unpickling takes the pool down).
+        return type(self), (self.tracking_uri, self.reason)
+
 
 def is_remote(tracking_uri: str) -> bool:
     return urlparse(tracking_uri).scheme in ("http", "https")
