@@ -1,4 +1,4 @@
-"""The CNN pools before its ReLU: the same outputs and gradients as ReLU then pool, bit for bit."""
+"""The CNN and LeNet pool before their ReLU: the same outputs and gradients as ReLU then pool, bit for bit."""
 
 from __future__ import annotations
 
@@ -26,8 +26,9 @@ def as_relu_then_pool(model: M.Module) -> M.Sequential:
 
 def outputs_and_grads(model: M.Module, features, x: np.ndarray):
     gm = GradManager().attach(model.parameters())
+    head = model.head if hasattr(model, "head") else model.classifier
     with gm:
-        out = model.head(F.flatten(features(mge.tensor(x)), 1))
+        out = head(F.flatten(features(mge.tensor(x)), 1))
         gm.backward((out ** 2).mean())
     grads = [p.grad.numpy().copy() for p in model.parameters()]
     for p in model.parameters():
@@ -35,15 +36,23 @@ def outputs_and_grads(model: M.Module, features, x: np.ndarray):
     return out.numpy(), grads
 
 
-@pytest.mark.parametrize("batch_norm", [False, True])
-def test_pool_then_relu_is_relu_then_pool(batch_norm):
+MODELS = {
+    "cnn": dict(input_shape=(3, 16, 16), channels=[4, 8], hidden_size=8),
+    "cnn_bn": dict(input_shape=(3, 16, 16), channels=[4, 8], hidden_size=8, batch_norm=True),
+    "lenet": dict(input_shape=(3, 32, 32)),
+}
+
+
+@pytest.mark.parametrize("variant", sorted(MODELS))
+def test_pool_then_relu_is_relu_then_pool(variant):
     np.random.seed(0)
-    model = create_model("cnn", input_shape=(3, 16, 16), num_outputs=4, channels=[4, 8], hidden_size=8,
-                         batch_norm=batch_norm)
+    settings = dict(MODELS[variant])
+    shape = settings.pop("input_shape")
+    model = create_model(variant.split("_")[0], input_shape=shape, num_outputs=4, **settings)
     kinds = [type(layer) for layer in model.features.layer_values]
     assert kinds.index(M.MaxPool2d) < kinds.index(M.ReLU)  # the fast order is the one built
     # Negative inputs make whole windows <= 0 and ties at zero: the case where the orders could differ.
-    x = np.random.randn(6, 3, 16, 16).astype(np.float32) - 0.5
+    x = np.random.randn(6, *shape).astype(np.float32) - 0.5
     x[:, :, :4, :4] = -1.0
     fast, fast_grads = outputs_and_grads(model, model.features, x)
     plain, plain_grads = outputs_and_grads(model, as_relu_then_pool(model), x)

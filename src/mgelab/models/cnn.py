@@ -8,7 +8,7 @@ import megengine.functional as F
 import megengine.module as M
 
 from mgelab.models.init import apply_init
-from mgelab.models.layers import make_activation
+from mgelab.models.layers import make_activation, pooled_activation
 from mgelab.models.registry import register_model
 from mgelab.nn import BatchNorm2d, Conv2d, check_norm_impl
 
@@ -49,15 +49,6 @@ class CNN(M.Module):
 
     def forward(self, x):
         return self.head(F.flatten(self.features(x), 1))
-
-
-def pooled_activation(activation: str) -> list:
-    """The activation and the 2x2 max-pool of a block. ReLU goes after the pool: max and ReLU commute
-    exactly, forward and backward (the gradient reaches the same window maximum, zeroed where it is not
-    positive), and ReLU then runs on a quarter of the values. Other activations keep the usual order."""
-    if activation == "relu":
-        return [M.MaxPool2d(2), make_activation(activation)]
-    return [make_activation(activation), M.MaxPool2d(2)]
 
 
 @register_model("cnn", input_ranks=(3,))

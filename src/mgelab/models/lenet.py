@@ -13,7 +13,7 @@ import megengine.functional as F
 import megengine.module as M
 
 from mgelab.models.init import apply_init
-from mgelab.models.layers import make_activation
+from mgelab.models.layers import make_activation, pooled_activation
 from mgelab.models.registry import register_model
 from mgelab.nn import Conv2d
 
@@ -49,11 +49,9 @@ class LeNet(M.Module):
         in_channels = int(input_shape[0])
         self.features = M.Sequential(
             Conv2d(in_channels, 6, 5, impl=conv_impl),
-            make_activation(activation),
-            M.MaxPool2d(2),
+            *pooled_activation(activation),
             Conv2d(6, 16, 5, impl=conv_impl),
-            make_activation(activation),
-            M.MaxPool2d(2),
+            *pooled_activation(activation),
         )
         self.classifier = M.Sequential(
             M.Linear(16 * FEATURE_SIZE * FEATURE_SIZE, 120),
