@@ -182,7 +182,8 @@ def test_summary_script_prints_totals_and_the_layer_table(tmp_path):
     sizes = {k: OmegaConf.to_container(yaml)[k] for k in ("channels", "hidden_size", "batch_norm")}
     expected = model_summary(create_model("cnn", (1, 8, 8), 4, **sizes), (1, 8, 8))
     assert f"{expected.num_parameters:,} parameters" in out and f"{expected.flops:,} FLOPs" in out
-    assert "features.3" in out and "Conv2d" in out
+    # One row per layer that has parameters or FLOPs: the second block's conv (after the first's pool and ReLU).
+    assert "features.4" in out and "Conv2d" in out and "MaxPool2d" in out
 
 
 def test_summary_script_with_a_given_shape_reads_no_data(tmp_path):
