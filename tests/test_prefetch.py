@@ -38,8 +38,8 @@ class CountingImages(SyntheticImages):
 
     prepared = 0
 
-    def train_batches(self, epoch: int, start_batch: int = 0):
-        for batch in super().train_batches(epoch, start_batch):
+    def train_batches(self, epoch: int, start_batch: int = 0, rank: int = 0, world_size: int = 1):
+        for batch in super().train_batches(epoch, start_batch, rank, world_size):
             self.prepared += 1
             yield batch
 

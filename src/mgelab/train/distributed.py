@@ -76,15 +76,13 @@ def shard_indices(num_samples: int, seed: int, epoch: int, world: World) -> np.n
 
 def num_shard_batches(data: Any, world: World) -> int:
     """Training batches per epoch on one rank (the same on every rank)."""
-    return data.num_train_batches() if world.size == 1 else data.num_train_batches(world.size)
+    return data.num_train_batches(world.size)
 
 
 def shard_batches(data: Any, epoch: int, start_batch: int, world: World) -> Iterator[Batch]:
     """``data.train_batches(epoch, start_batch)`` restricted to this rank's shard; augmentation is seeded
     by (seed, epoch, the batch's place across all ranks), so no two ranks augment alike and a resumed
     rank draws the same. A single process gets the data module's own batches, unchanged."""
-    if world.size == 1:  # a data module need not know ranks to train in one process
-        return data.train_batches(epoch, start_batch)
     return data.train_batches(epoch, start_batch, world.rank, world.size)
 
 
