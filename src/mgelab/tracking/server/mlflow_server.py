@@ -14,7 +14,7 @@ import urllib.request
 from pathlib import Path
 from typing import List, Mapping, Optional
 
-from mgelab.tracking.server.processes import ServerError, stop_group
+from mgelab.tracking.server.processes import ServerError, log_tail, stop_group
 from mgelab.tracking.server.settings import ServerSettings
 
 HEALTH_PATH = "/health"
@@ -75,12 +75,8 @@ class MlflowServer:
         raise ServerError(f"mlflow server did not answer {self.settings.url}{HEALTH_PATH} within {timeout_s:.0f} s "
                           f"(health_timeout_s); stopped it.\n{self.log_tail()}")
 
-    def log_tail(self, lines: int = 20) -> str:
-        try:
-            text = self.log_file.read_text(errors="replace").splitlines()[-lines:]
-        except OSError:
-            return f"(no log at {self.log_file})"
-        return f"last lines of {self.log_file}:\n" + "\n".join(text)
+    def log_tail(self) -> str:
+        return log_tail(self.log_file, 20)
 
 
 def health_answers(url: str, timeout_s: float = 2.0) -> bool:

@@ -18,6 +18,7 @@ from mgelab.tracking.server.processes import (
     as_cluster_owner,
     check_reachable_by_cluster_owner,
     give_to_cluster_owner,
+    log_tail,
     port_in_use,
     run_checked,
     write_private,
@@ -157,12 +158,8 @@ class Cluster:
                     timeout_s=START_TIMEOUT_S + 10)
         return True
 
-    def log_tail(self, lines: int = 15) -> str:
-        try:
-            text = self.log_file.read_text(errors="replace").splitlines()[-lines:]
-        except OSError:
-            return f"(no PostgreSQL log at {self.log_file})"
-        return f"last lines of {self.log_file}:\n" + "\n".join(text)
+    def log_tail(self) -> str:
+        return log_tail(self.log_file, 15, "PostgreSQL log")
 
     def _status_running(self) -> bool:
         try:

@@ -1,5 +1,6 @@
 """Processes and ports of the team server: who runs PostgreSQL's binaries, whether a port is taken,
-whether a recorded pid is still the program it was, and stopping a process group within a bound."""
+whether a recorded pid is still the program it was, stopping a process group within a bound, and the
+last lines of a server's log for an error message."""
 
 from __future__ import annotations
 
@@ -168,3 +169,12 @@ def _group_alive(pgid: int) -> bool:
         return False
     except PermissionError:
         return True
+
+
+def log_tail(log_file: Path, lines: int, what: str = "log") -> str:
+    """The last ``lines`` of a server's log, for an error message (or that there is no log yet)."""
+    try:
+        text = log_file.read_text(errors="replace").splitlines()[-lines:]
+    except OSError:
+        return f"(no {what} at {log_file})"
+    return f"last lines of {log_file}:\n" + "\n".join(text)
