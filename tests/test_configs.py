@@ -10,8 +10,6 @@ import typing
 from pathlib import Path
 
 import pytest
-from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
 from hydra.utils import get_object, instantiate
 from omegaconf import OmegaConf
 
@@ -19,8 +17,8 @@ from mgelab.config.resolvers import paths_value
 from mgelab.models import model_spec
 from mgelab.tracking.base import NullLogger
 from mgelab.train import LRSchedule, OptimizerFactory, Trainer
+from train_config import CONF, compose_train
 
-CONF = Path(__file__).resolve().parents[1] / "conf"
 SMALL_DATA = ["data=synthetic"]
 
 
@@ -155,15 +153,6 @@ OPTION_CHOICES = {
                       "debug"},
 }
 BUILDING_GROUPS = ("data", "model", "optim", "optim/schedule", "trainer", "logger")
-
-
-def compose_train(overrides: list):
-    """train.yaml with ``overrides`` only (none of compose_cfg's), unresolved."""
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        cfg = compose(config_name="train", overrides=overrides, return_hydra_config=True)
-    GlobalHydra.instance().clear()
-    return cfg
 
 
 def default_run_choices() -> dict:

@@ -2,23 +2,12 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
-from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
 from omegaconf import OmegaConf
 
-CONF = Path(__file__).resolve().parents[1] / "conf"
+from train_config import CONF, compose_train
+
 RECIPES = sorted(p.stem for p in (CONF / "recipe").glob("*.yaml"))
-
-
-def compose_train(overrides: list):
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        cfg = compose(config_name="train", overrides=overrides, return_hydra_config=True)
-    GlobalHydra.instance().clear()
-    return cfg
 
 
 def options(group: str) -> set:
