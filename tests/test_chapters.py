@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Dict, List
 
 import pytest
-from omegaconf import OmegaConf
 
 from data_fixtures import NAMES, payload_sha_of, sha256_of, write_tiny_dataset
 from mgelab.data.california_housing import ARCHIVE as CALIFORNIA_ARCHIVE
@@ -17,11 +16,10 @@ from test_data_california import table
 from test_data_california import write_archive as write_california
 from test_data_cifar10 import batches
 from test_data_cifar10 import write_archive as write_cifar
+from train_config import compose_train
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 EXPERIMENTS = sorted(p.stem for p in (CONF / "experiment").glob("*.yaml"))
-# ResNet-20's backward pass through 19 convolutions takes minutes on MegEngine's CPU path: slow tier.
-SLOW = {"ch6_cifar10_resnet20"}
 # These need more than their dataset served (pretrained weights): smoke-run in their own test file.
 OWN_TEST = {"ch6_finetune_resnet18_cifar10"}  # tests/test_resnet18.py
 
@@ -53,11 +51,9 @@ def test_every_chapter_has_an_experiment():
         assert any(name.startswith(chapter) for name in EXPERIMENTS), chapter
 
 
-@pytest.mark.parametrize(
-    "name", [pytest.param(n, marks=pytest.mark.slow) if n in SLOW else n for n in EXPERIMENTS if n not in OWN_TEST]
-)
+@pytest.mark.parametrize("name", [n for n in EXPERIMENTS if n not in OWN_TEST])
 def test_chapter_runs_a_few_steps(train_run, http_server, name):
-    data_name = OmegaConf.load(CONF / "experiment" / f"{name}.yaml").defaults[0]["override /data"]
+    data_name = compose_train([f"experiment={name}"]).data.name  # an experiment may inherit its data choice
     done = train_run([f"experiment={name}", "trainer=smoke", *serve_dataset(data_name, http_server)])
     assert done.cfg.experiment_name.startswith(name[:4])  # one MLflow experiment per chapter
     assert done.run.info.status == "FINISHED" and done.run.data.tags["experiment"] == name

@@ -61,6 +61,7 @@ def test_time_to_accuracy_is_the_training_time_of_the_first_epoch_that_reached_i
     spec = CompareSpec(time_to=[0.5, 0.6, 0.7])
     rows = table_rows(gather(store, [store.get_run(logger.run_id)], spec), spec)
     assert [rows[0][c] for c in ("t@0.5", "t@0.6", "t@0.7")] == [20.0, 35.0, None]
+    assert rows[0]["overrides"] == "(none)"  # not the run's name: nothing was overridden
 
     header, _, line = to_markdown(rows, spec).splitlines()
     assert "| wall time s | t@0.5 | t@0.6 | t@0.7 | samples/s |" in header

@@ -68,7 +68,7 @@ class RunData:
     run: Any  # mgelab.tracking.records.RunRecord
     metric_history: History
     loss_history: History
-    label: str = ""
+    label: str = ""  # the overrides that set it apart from the other runs compared; "" when none do
     elapsed_history: History = field(default_factory=list)  # ELAPSED_METRIC by epoch
 
 
@@ -79,7 +79,7 @@ def gather(store: Any, runs: Sequence[Any], spec: CompareSpec) -> List[RunData]:
     row, bar or curve, whichever way the runs were selected."""
     runs = [r for r in runs if not is_sweep_parent(r)]
     overrides = [identity_overrides(_overrides(r)) for r in runs]
-    labels = [" ".join(o) or r.name for o, r in zip(varying_overrides(overrides), runs)]
+    labels = [" ".join(o) for o in varying_overrides(overrides)]
     return [
         RunData(
             run=run,
@@ -130,7 +130,7 @@ def table_rows(data: Sequence[RunData], spec: CompareSpec) -> List[Dict[str, Any
         params = run.params.get("model_info.num_parameters")
         epochs = metrics.get("epoch", len(values) or None)
         cells = [
-            run.name, run.status, run.tags.get("data"), run.tags.get("model"), item.label,
+            run.name, run.status, run.tags.get("data"), run.tags.get("model"), item.label or "(none)",
             int(params) if params else None, best, metrics.get(spec.test_metric),
             int(epochs) if epochs is not None else None, metrics.get("wall_time_s"),
             *(seconds_to_reach(item, t, spec.mode) for t in spec.time_to),

@@ -52,7 +52,7 @@ def run_labels(data: Sequence[RunData]) -> List[str]:
 
 def _with_overrides(name: str, item: RunData) -> str:
     model = item.run.tags.get("model")
-    extra = [o for o in item.label.split(" ") if o and o not in (f"model={name}", f"model={model}") and o != name]
+    extra = [o for o in item.label.split(" ") if o and o not in (f"model={name}", f"model={model}")]
     return " ".join([name, *extra])
 
 
