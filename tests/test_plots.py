@@ -188,9 +188,9 @@ def test_run_labels_are_mlflow_names_made_distinct_only_where_needed():
     fresh = [item("mlp lr=0.01", "model=mlp optim.lr=0.01"), item("cnn", "model=cnn"),
              item("mlp lr=0.01 (2)", "model=mlp optim.lr=0.01")]
     assert run_labels(fresh) == ["mlp lr=0.01", "cnn", "mlp lr=0.01 (2)"]
-    older = [item("mlp", "model=mlp optim.lr=0.1"), item("mlp", "model=mlp optim.lr=0.01"), item("cnn", "cnn")]
+    older = [item("mlp", "model=mlp optim.lr=0.1"), item("mlp", "model=mlp optim.lr=0.01"), item("cnn", "")]
     assert run_labels(older) == ["mlp optim.lr=0.1", "mlp optim.lr=0.01", "cnn"]
-    same = [item("mlp", "mlp"), item("mlp", "mlp"), item("mlp", "mlp")]
+    same = [item("mlp", ""), item("mlp", ""), item("mlp", "")]  # no overrides: label ""
     assert run_labels(same) == ["mlp", "mlp (2)", "mlp (3)"]
 
 
