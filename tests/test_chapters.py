@@ -4,7 +4,6 @@ dataset, written in the original formats and served from loopback, through the r
 from __future__ import annotations
 
 import math
-from pathlib import Path
 from typing import Dict, List
 
 import pytest
@@ -16,9 +15,8 @@ from test_data_california import table
 from test_data_california import write_archive as write_california
 from test_data_cifar10 import batches
 from test_data_cifar10 import write_archive as write_cifar
-from train_config import compose_train
+from train_config import CONF, compose_train
 
-CONF = Path(__file__).resolve().parents[1] / "conf"
 EXPERIMENTS = sorted(p.stem for p in (CONF / "experiment").glob("*.yaml"))
 # These need more than their dataset served (pretrained weights): smoke-run in their own test file.
 OWN_TEST = {"ch6_finetune_resnet18_cifar10"}  # tests/test_resnet18.py

@@ -154,14 +154,14 @@ def _parent_name(config: DictConfig, swept: List[str]) -> str:
 
 
 def _parent_tags(config: DictConfig) -> Dict[str, Any]:
-    from mgelab.tracking.sweep import ROLE_TAG, SWEEP_NAME_TAG
+    from mgelab.tracking.sweep import OVERRIDES_TAG, ROLE_TAG, SWEEP_NAME_TAG, overrides_tag_value
 
     choices = config.hydra.runtime.choices
     return {
         ROLE_TAG: "parent",
         SWEEP_NAME_TAG: OmegaConf.select(config, "sweep.name") or "(unnamed)",
         "hydra/sweep_id": str(config.hydra.sweep.dir),
-        "hydra/overrides": " ".join(config.hydra.overrides.task) or "(none)",
+        OVERRIDES_TAG: overrides_tag_value(config.hydra.overrides.task),
         "sweep/launcher": choices.get("hydra/launcher"),
         "sweep/sweeper": choices.get("hydra/sweeper"),
     }

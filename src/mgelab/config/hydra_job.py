@@ -12,7 +12,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import DictConfig
 
-from mgelab.tracking.sweep import override_key
+from mgelab.tracking.sweep import OVERRIDES_TAG, override_key, overrides_tag_value
 from mgelab.tracking.sweep_job import PARENT_ENV, SweepJob
 from mgelab.train.device import available_cpus
 
@@ -78,7 +78,7 @@ def run_tags(cfg: DictConfig) -> Dict[str, Any]:
         "model": choices.get("model"),
         "optim": choices.get("optim"),
         "experiment": choices.get("experiment") or "none",
-        "hydra/overrides": " ".join(hydra_cfg.overrides.task) or "(none)",
+        OVERRIDES_TAG: overrides_tag_value(hydra_cfg.overrides.task),
         "hydra/run_dir": hydra_cfg.runtime.output_dir,
     }
     job = current_job(cfg)

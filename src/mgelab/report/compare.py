@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
-from mgelab.tracking.sweep import ROLE_TAG, identity_overrides, varying_overrides
+from mgelab.tracking.sweep import NO_OVERRIDES, ROLE_TAG, identity_overrides, overrides_in_tags, varying_overrides
 
 History = List[Tuple[int, float]]
 Number = Union[int, float]
@@ -78,7 +78,7 @@ def gather(store: Any, runs: Sequence[Any], spec: CompareSpec) -> List[RunData]:
     A sweep's parent run trained nothing (its metrics are the sweep's counts), so it is never a
     row, bar or curve, whichever way the runs were selected."""
     runs = [r for r in runs if not is_sweep_parent(r)]
-    overrides = [identity_overrides(_overrides(r)) for r in runs]
+    overrides = [identity_overrides(overrides_in_tags(r.tags)) for r in runs]
     labels = [" ".join(o) for o in varying_overrides(overrides)]
     return [
         RunData(
@@ -130,7 +130,7 @@ def table_rows(data: Sequence[RunData], spec: CompareSpec) -> List[Dict[str, Any
         params = run.params.get("model_info.num_parameters")
         epochs = metrics.get("epoch", len(values) or None)
         cells = [
-            run.name, run.status, run.tags.get("data"), run.tags.get("model"), item.label or "(none)",
+            run.name, run.status, run.tags.get("data"), run.tags.get("model"), item.label or NO_OVERRIDES,
             int(params) if params else None, best, metrics.get(spec.test_metric),
             int(epochs) if epochs is not None else None, metrics.get("wall_time_s"),
             *(seconds_to_reach(item, t, spec.mode) for t in spec.time_to),
@@ -180,8 +180,3 @@ def _cell(value: Any, column: str = "") -> str:
     if isinstance(value, float):
         return f"{value:.{_decimals(column)}f}"
     return str(value)
-
-
-def _overrides(run: Any) -> List[str]:
-    text = run.tags.get("hydra/overrides", "")
-    return [] if text in ("", "(none)") else text.split(" ")

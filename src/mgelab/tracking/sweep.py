@@ -23,6 +23,9 @@ PARENT_RUN_TAG = "mlflow.parentRunId"  # MLflow's UI nests child runs under thei
 ROLE_TAG = "sweep/role"  # "parent" on a sweep's parent run
 JOB_KEY_TAG = "sweep/job_key"
 SWEEP_NAME_TAG = "sweep/name"
+# Every run's (and parent's) command-line overrides, space-separated; NO_OVERRIDES when there were none.
+OVERRIDES_TAG = "hydra/overrides"
+NO_OVERRIDES = "(none)"
 JOB_TAG_PREFIX = "job/"  # on the parent: job/<num> = the job's outcome, as JSON
 SKIPPED_TAG_PREFIX = "skipped/"  # on the parent: skipped/<num> = the finished run it reused
 # Overrides that change where or how verbosely a job runs, or how the sweep itself is run,
@@ -38,6 +41,17 @@ def parent_name(sweep_name: Optional[str], started: datetime, swept: Sequence[st
     if sweep_name:
         return str(sweep_name)
     return " ".join([f"{started:%Y-%m-%d %H:%M}", *(swept or ["sweep"])])
+
+
+def overrides_tag_value(overrides: Sequence[str]) -> str:
+    """What OVERRIDES_TAG holds for these overrides."""
+    return " ".join(overrides) or NO_OVERRIDES
+
+
+def overrides_in_tags(tags: Mapping[str, str]) -> List[str]:
+    """The overrides a run's OVERRIDES_TAG records ([] when none, or for a run without the tag)."""
+    text = tags.get(OVERRIDES_TAG, "")
+    return [] if text in ("", NO_OVERRIDES) else text.split(" ")
 
 
 def override_key(override: str) -> str:
