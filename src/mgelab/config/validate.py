@@ -18,9 +18,10 @@ from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from mgelab.data.progressive import as_pairs
 from mgelab.models.layers import make_activation
 from mgelab.models.mlp import check_dropout
-from mgelab.models.registry import fit_problem, model_spec
+from mgelab.models.registry import fit_problem, model_spec, size_free_models
 
 # Groups whose constructors are cheap and load nothing.
 LIGHT_GROUPS = ("optim", "trainer", "data")
@@ -67,9 +68,20 @@ def _model_fit(model: DictConfig, data: Any) -> Optional[str]:
     if sample is None or model.get("name") is None:
         return None
     try:
-        return fit_problem(model.name, sample.shape, sample.task, data=data.name)
+        return fit_problem(model.name, sample.shape, sample.task, data=data.name) or _size_problem(model.name, data)
     except KeyError:
         return None
+
+
+def _size_problem(model_name: str, data: Any) -> Optional[str]:
+    """Progressive resizing (``data.train_sizes``) trains on other image sizes than the model is built
+    for: only models that pool globally take that."""
+    stages = getattr(data, "train_sizes", None)
+    if not stages or model_spec(model_name).any_input_size:
+        return None
+    return (f"data.train_sizes={as_pairs(stages)} trains on other image sizes, but model {model_name!r} takes "
+            f"only the size it is built for; use a model that pools globally ({size_free_models()}) "
+            "or data.train_sizes=null")
 
 
 def config_problems(cfg: DictConfig) -> List[str]:

@@ -224,7 +224,7 @@ class ArrayDataModule:
                 # Made only when used: seeding a generator costs as much as a linear model's step.
                 stream = (self.seed, epoch, 1, index * world_size + rank)
                 inputs = self.augment(inputs, np.random.default_rng(stream))
-            yield self._prepare(inputs), split.targets[idx]
+            yield self._prepare(self.train_view(inputs, epoch)), split.targets[idx]
 
     @property
     def augments(self) -> bool:
@@ -233,6 +233,11 @@ class ArrayDataModule:
 
     def augment(self, inputs: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         """Training-time augmentation of a raw (uint8) batch; none by default."""
+        return inputs
+
+    def train_view(self, inputs: np.ndarray, epoch: int) -> np.ndarray:
+        """A raw (augmented) training batch as epoch ``epoch`` (from 1) trains on it; unchanged by
+        default (``mgelab.data.progressive`` resizes it)."""
         return inputs
 
     def eval_batches(self, split_name: str) -> Iterator[Batch]:

@@ -8,7 +8,7 @@ cannot run code, it is refused with a DataError.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -17,6 +17,7 @@ from mgelab.data.arrays import Split
 from mgelab.data.augment import CropFlipAugmentation
 from mgelab.data.errors import DataError
 from mgelab.data.fetch import RemoteFile
+from mgelab.data.progressive import ProgressiveResize, as_pairs
 from mgelab.data.remote import RemoteDataModule, iter_tar_members
 from mgelab.data.resize import ResizeOnTheFly, Size
 
@@ -94,7 +95,7 @@ def load_cifar10_archive(archive: Path) -> Tuple[Dict[str, Split], List[str]]:
     return splits, names
 
 
-class CIFAR10(ResizeOnTheFly, CropFlipAugmentation, RemoteDataModule):
+class CIFAR10(ResizeOnTheFly, ProgressiveResize, CropFlipAugmentation, RemoteDataModule):
     """Inputs (N, 3, 32, 32) uint8 RGB, labels int32; 50 000 train / 10 000 test.
 
     Constructor: data_dir, augment=False, crop_padding=4, flip=True, then
@@ -102,6 +103,8 @@ class CIFAR10(ResizeOnTheFly, CropFlipAugmentation, RemoteDataModule):
     and the batching options. augment=True applies, to training batches only, a
     random crop of the zero-padded image and a random horizontal flip. resize=S (or [H, W])
     enlarges every batch to S x S after augmentation (bilinear; ``mgelab.data.resize``).
+    train_sizes=[[first epoch, side], ...] trains those epochs on images of that side instead
+    (progressive resizing; ``mgelab.data.progressive``); it cannot be combined with resize=.
     """
 
     cache_name = "cifar-10"
@@ -112,10 +115,15 @@ class CIFAR10(ResizeOnTheFly, CropFlipAugmentation, RemoteDataModule):
     sample_shape = IMAGE_SHAPE  # before resize=, which ResizeOnTheFly applies to it
 
     def __init__(self, data_dir: str, *, augment: bool = False, crop_padding: int = 4, flip: bool = True,
-                 resize: Optional[Size] = None, **options) -> None:
+                 resize: Optional[Size] = None, train_sizes: Optional[Sequence[Sequence[int]]] = None,
+                 **options) -> None:
         super().__init__(data_dir, **options)
         self.set_augmentation(augment, crop_padding, flip)
         self.set_resize(resize)
+        self.set_train_sizes(train_sizes)
+        if self.resize is not None and self.train_sizes:
+            raise ValueError(f"data.train_sizes={as_pairs(self.train_sizes)} and data.resize={resize!r} cannot both "
+                             "be set: resize= sizes every batch for a model built for that size; set one to null")
 
     def load_splits(self) -> Dict[str, Split]:
         splits, names = load_cifar10_archive(self.fetch()[ARCHIVE.name])

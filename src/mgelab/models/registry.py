@@ -26,6 +26,9 @@ class ModelSpec:
     # Model-specific shape rule beyond the rank (e.g. LeNet's fixed 32x32): given one
     # sample's shape, returns None when it fits, otherwise why not.
     input_check: Optional[InputCheck] = None
+    # True for models that pool globally: they take images of any size, not only the one they were
+    # built for (what progressive resizing, ``data.train_sizes``, needs).
+    any_input_size: bool = False
 
 
 _REGISTRY: Dict[str, ModelSpec] = {}
@@ -41,12 +44,13 @@ def register_model(
     input_ranks: Sequence[int] = (1, 3),
     example_input_shape: Sequence[int] = (1, 8, 8),
     input_check: Optional[InputCheck] = None,
+    any_input_size: bool = False,
 ) -> Callable[[Callable[..., M.Module]], Callable[..., M.Module]]:
     def add(build: Callable[..., M.Module]) -> Callable[..., M.Module]:
         if name in _REGISTRY:
             raise ValueError(f"model {name!r} is registered twice")
         _REGISTRY[name] = ModelSpec(
-            name, build, tuple(tasks), tuple(input_ranks), tuple(example_input_shape), input_check
+            name, build, tuple(tasks), tuple(input_ranks), tuple(example_input_shape), input_check, any_input_size
         )
         return build
 
@@ -79,6 +83,11 @@ def models_for(input_shape: Sequence[int], task: str = "classification") -> List
     """The registered models that accept samples of ``input_shape`` for ``task``."""
     shape = tuple(int(s) for s in input_shape)
     return [name for name in list_models() if _problem(_REGISTRY[name], shape, task) is None]
+
+
+def size_free_models() -> List[str]:
+    """The registered models that take images of any size (``ModelSpec.any_input_size``)."""
+    return [name for name in list_models() if _REGISTRY[name].any_input_size]
 
 
 def fit_problem(name: str, input_shape: Sequence[int], task: str, data: Optional[str] = None) -> Optional[str]:

@@ -115,6 +115,6 @@ class ResNet(M.Module):
 
 # Any channel count and spatial size: the stride-2 convs are padded, so even 8x8 works
 # (the test shape), although the architecture is designed for 32x32 CIFAR images.
-@register_model("resnet", input_ranks=(3,), example_input_shape=(3, 8, 8))
+@register_model("resnet", input_ranks=(3,), example_input_shape=(3, 8, 8), any_input_size=True)
 def resnet(input_shape: Sequence[int], num_outputs: int, **kwargs) -> ResNet:
     return ResNet(input_shape, num_outputs, **kwargs)

@@ -114,7 +114,7 @@ class ResNet18(M.Module):
 
 
 # The tests' shape is small on purpose: at 16 px every stage still runs (layer3 and layer4 see 1x1).
-@register_model("resnet18", input_ranks=(3,), example_input_shape=(3, 16, 16))
+@register_model("resnet18", input_ranks=(3,), example_input_shape=(3, 16, 16), any_input_size=True)
 def resnet18(
     input_shape: Sequence[int],
     num_outputs: int,

@@ -1,0 +1,114 @@
+"""Where the real training step's time goes, per MegEngine kernel kind, from MegEngine's own profiler.
+
+    python scripts/profile_step.py                                   # conf/profile_step.yaml as is
+    python scripts/profile_step.py models=[lenet] strategy=PROFILE
+    python scripts/profile_step.py 'torch_samples_per_s={lenet: 9536}' target_ratio=0.5
+
+The step is mgelab's own (``make_train_step``: the fast convolution and BatchNorm, fused optimizer
+updates, the loss read back), on random data of each model's shape. It is first timed alone
+(median of ``steps`` steps), then run ``profiled_steps`` more times under
+``megengine.utils.profiler.Profiler``, whose trace records when each kernel started and ended on
+the device's thread. Unlike timing pieces in isolation (``scripts/profile_ops.py``), nothing is
+counted twice: these are the kernels of the real step, in the order they ran. Printed per model:
+the step, the kernel time of each op kind per step, and the rest (Python, dispatch, idle device).
+With a PyTorch rate for the model (``torch_samples_per_s``) it also prints the step a
+``target_ratio`` allows, and whether the convolution kernels alone already take longer.
+Run it on a quiet machine.
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import statistics
+import tempfile
+import time
+from collections import Counter
+from typing import Dict, List, Optional
+
+import hydra
+import numpy as np
+from megengine.optimizer import SGD
+from megengine.utils.profiler import Profiler
+from omegaconf import DictConfig, OmegaConf
+
+from mgelab.models import create_model
+from mgelab.train.machine import describe_machine, measured_machine
+from mgelab.train.steps import make_train_step
+
+INPUT_SHAPES = {"cnn": (1, 28, 28), "cnn3": (1, 28, 28), "lenet": (3, 32, 32), "resnet": (3, 32, 32)}
+REGISTRY_NAMES = {"cnn3": "cnn"}
+
+
+def kernel_ms(trace_path: str) -> Counter:
+    """Total milliseconds per kernel name in a chrome-timeline trace (begin/end pairs per thread)."""
+    events = json.load(open(trace_path))["traceEvents"]
+    kernels = sorted((e for e in events if e.get("cat") == "Kernel"), key=lambda e: e["ts"])
+    began: Dict[tuple, float] = {}
+    totals: Counter = Counter()
+    for event in kernels:
+        key = (event["tid"], event["name"])
+        if event["ph"] == "B":
+            began[key] = event["ts"]
+        elif key in began:
+            totals[event["name"]] += (event["ts"] - began.pop(key)) / 1e3  # trace times are µs
+    return totals
+
+
+def profile_model(name: str, cfg: DictConfig) -> tuple:
+    kwargs = OmegaConf.to_container(cfg.model_kwargs, resolve=True).get(name, {})
+    model = create_model(REGISTRY_NAMES.get(name, name), INPUT_SHAPES[name], 10, **kwargs)
+    model.train()
+    step = make_train_step(model, SGD(model.parameters(), lr=0.01, momentum=0.9), "classification")
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(cfg.batch, *INPUT_SHAPES[name])).astype("float32")
+    y = rng.integers(0, 10, size=cfg.batch).astype("int32")
+    for _ in range(cfg.warmup):
+        step(x, y)
+    times = []
+    for _ in range(cfg.steps):
+        started = time.perf_counter()
+        step(x, y)
+        times.append((time.perf_counter() - started) * 1e3)
+    with tempfile.TemporaryDirectory() as folder:
+        with Profiler(path=folder):
+            for _ in range(cfg.profiled_steps):
+                step(x, y)
+        totals = kernel_ms(glob.glob(f"{folder}/*.json")[0])
+    per_step = Counter({k: v / cfg.profiled_steps for k, v in totals.items()})
+    return statistics.median(times), per_step
+
+
+def report(name: str, step_ms: float, kernels: Counter, batch: int, torch_rate: Optional[float], ratio: float) -> None:
+    busy = sum(kernels.values())
+    print(f"\n== {name}: step {step_ms:.1f} ms (median, unprofiled) = {batch / step_ms * 1e3:.0f} samples/s; "
+          f"device kernels {busy:.1f} ms per profiled step")
+    for kind, ms in kernels.most_common(8):
+        print(f"  {kind:28} {ms:8.2f} ms  {ms / step_ms:6.1%} of the step")
+    rest = sum(kernels.values()) - sum(ms for _, ms in kernels.most_common(8))
+    print(f"  {'(other kernels)':28} {rest:8.2f} ms; outside kernels {max(step_ms - busy, 0):.1f} ms "
+          "(Python, dispatch, waiting)")
+    if torch_rate:
+        budget = batch / (ratio * torch_rate) * 1e3
+        conv = kernels.get("Convolution", 0.0)
+        verdict = "out of reach with these kernels" if conv > budget else "not ruled out by the kernels"
+        print(f"  target {ratio} of PyTorch's {torch_rate:.0f} samples/s allows {budget:.1f} ms a step; "
+              f"Convolution kernels alone take {conv:.1f} ms: {verdict}")
+
+
+@hydra.main(version_base=None, config_path="../conf", config_name="profile_step")
+def main(cfg: DictConfig) -> None:
+    # Sets the device and the strategy for everything below, as bench.py's header does.
+    print(f"{describe_machine(measured_machine(cfg.device, cfg.strategy, sgemm_size=None))}; batch {cfg.batch}")
+    given = cfg.torch_samples_per_s
+    rates: Dict[str, float] = OmegaConf.to_container(given, resolve=True) if given else {}
+    names: List[str] = list(cfg.models)
+    for name in names:
+        if name not in INPUT_SHAPES:
+            raise SystemExit(f"models: {name!r} is not profiled here; choose from {sorted(INPUT_SHAPES)}")
+        step_ms, kernels = profile_model(name, cfg)
+        report(name, step_ms, kernels, int(cfg.batch), rates.get(name), float(cfg.target_ratio))
+
+
+if __name__ == "__main__":
+    main()

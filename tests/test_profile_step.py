@@ -1,0 +1,47 @@
+"""scripts/profile_step.py: kernel time per op kind from MegEngine's profiler trace, and the script as
+a user runs it."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def load_script():
+    spec = importlib.util.spec_from_file_location("profile_step", ROOT / "scripts" / "profile_step.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_kernel_time_is_summed_per_name_from_begin_and_end_pairs(tmp_path):
+    def kernel(name, phase, ts, tid=2):
+        return {"cat": "Kernel", "name": name, "ph": phase, "ts": ts, "tid": tid, "pid": 1}
+
+    events = [kernel("Convolution", "B", 1000.0), kernel("Convolution", "E", 3500.0),
+              kernel("ADD", "B", 3600.0), kernel("ADD", "E", 3700.0),
+              kernel("Convolution", "B", 4000.0), kernel("Convolution", "E", 4500.0),
+              {"cat": "OpDispatch", "name": "ADD", "ph": "s", "ts": 10.0, "tid": 0, "pid": 1},
+              kernel("ADD", "E", 9000.0)]  # an end without its begin (the trace started mid-kernel)
+    trace = tmp_path / "1.chrome_timeline.json"
+    trace.write_text(json.dumps({"traceEvents": events[::-1]}))  # any order: sorted by time
+    totals = load_script().kernel_ms(str(trace))
+    assert dict(totals) == {"Convolution": 3.0, "ADD": 0.1}  # milliseconds
+
+
+def test_the_script_reports_the_step_its_kernels_and_the_budget():
+    cmd = [sys.executable, str(ROOT / "scripts" / "profile_step.py"), "models=[lenet]", "batch=4", "warmup=1",
+           "steps=2", "profiled_steps=1", "device=cpu0", "torch_samples_per_s={lenet: 1000}", "target_ratio=0.5"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=dict(os.environ))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    out = proc.stdout
+    assert "== lenet: step" in out and re.search(r"Convolution\s+\d+\.\d+ ms", out)
+    # 4 samples at 0.5 x 1000 samples/s: 8 ms a step.
+    assert "target 0.5 of PyTorch's 1000 samples/s allows 8.0 ms a step" in out
