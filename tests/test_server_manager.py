@@ -10,6 +10,7 @@ import stat
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -21,6 +22,7 @@ from mgelab.tracking.server.processes import (
     ServerError,
     check_reachable_by_cluster_owner,
     free_port,
+    is_alive,
     running_as_root,
 )
 from mgelab.tracking.server.settings import ServerSettings
@@ -42,6 +44,10 @@ def server_cli(*args: str) -> subprocess.CompletedProcess:
 def fake_server(tmp_path):
     """A live process whose command line says `mlflow server`, recorded as this state dir's server."""
     sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)", "mlflow server"])
+    # Wait until /proc shows its command line (a loaded machine was seen to lag behind Popen's return).
+    deadline = time.monotonic() + 10
+    while not is_alive(sleeper.pid, records.MLFLOW_NEEDLE) and time.monotonic() < deadline:
+        time.sleep(0.05)
     record = records.ServerRecord(sleeper.pid, "127.0.0.1", 5100, "http://127.0.0.1:5100", 15432, "mgelab", False,
                                   "2026-12-01T10:00:00")
     records.save(tmp_path, record)

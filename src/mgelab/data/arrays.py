@@ -226,18 +226,16 @@ class ArrayDataModule:
                 inputs = self.augment(inputs, np.random.default_rng(stream))
             yield self._prepare(self.train_view(inputs, epoch)), split.targets[idx]
 
+    # Hooks for subclasses: whether and how training batches are augmented (raw uint8 batches;
+    # none by default), and what epoch ``epoch`` (from 1) trains on (``mgelab.data.progressive``).
     @property
     def augments(self) -> bool:
-        """Whether ``augment`` changes training batches (subclasses with augmentation say so)."""
         return False
 
     def augment(self, inputs: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        """Training-time augmentation of a raw (uint8) batch; none by default."""
         return inputs
 
     def train_view(self, inputs: np.ndarray, epoch: int) -> np.ndarray:
-        """A raw (augmented) training batch as epoch ``epoch`` (from 1) trains on it; unchanged by
-        default (``mgelab.data.progressive`` resizes it)."""
         return inputs
 
     def eval_batches(self, split_name: str) -> Iterator[Batch]:
@@ -277,11 +275,8 @@ class ArrayDataModule:
     # --- normalisation ---------------------------------------------------------------------
     def _fit_normalisation(self, train: Split) -> None:
         """Per-channel statistics from the training split unless given in the config."""
-        channel_axes = (0,) + tuple(range(2, train.inputs.ndim))
-        if self.normalization == "scalar":
-            channel_axes = None
-        elif self.normalization == "per_pixel":
-            channel_axes = (0,)
+        per_channel = (0,) + tuple(range(2, train.inputs.ndim))
+        channel_axes = {"scalar": None, "per_pixel": (0,)}.get(self.normalization, per_channel)
         scale = 255.0 if train.inputs.dtype == np.uint8 else 1.0
         if self.normalization == "none":
             mean, std = np.zeros(1), np.ones(1)
