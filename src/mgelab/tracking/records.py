@@ -65,9 +65,12 @@ def error_text(exc: BaseException) -> str:
 
 
 def is_transient(exc: Exception) -> bool:
-    """A locked/busy database (MLflow reports it as TEMPORARILY_UNAVAILABLE), not a real error."""
+    """A locked/busy database (MLflow reports it as TEMPORARILY_UNAVAILABLE), not a real error; or two
+    parallel jobs inserting the same dataset at once (MLflow looks it up, then inserts): the retry
+    finds the other job's row and links to it."""
     text = str(exc).lower()
-    return getattr(exc, "error_code", "") == "TEMPORARILY_UNAVAILABLE" or "database is locked" in text
+    return (getattr(exc, "error_code", "") == "TEMPORARILY_UNAVAILABLE" or "database is locked" in text
+            or "unique constraint failed: datasets." in text)
 
 
 def is_unreachable(exc: BaseException) -> bool:
