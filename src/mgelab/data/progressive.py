@@ -19,22 +19,15 @@ from typing import Dict, Mapping, Optional, Sequence
 
 import numpy as np
 
-from mgelab.data.resize import resize_batch
+from mgelab.data.resize import is_positive_int, resize_batch
 
 EXAMPLE = "[[1, 16], [13, 24], [18, 32]]"
 
 
-def _whole_number(value: object) -> Optional[int]:
-    if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
-        return int(value)
-    return None
-
-
 def _pair(stage: object) -> Optional[tuple]:
     if isinstance(stage, Sequence) and not isinstance(stage, str) and len(stage) == 2:
-        first, side = (_whole_number(v) for v in stage)
-        if first is not None and first >= 1 and side is not None and side >= 1:
-            return first, side
+        if all(is_positive_int(value) for value in stage):
+            return int(stage[0]), int(stage[1])
     return None
 
 

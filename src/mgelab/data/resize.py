@@ -36,7 +36,8 @@ def interpolation_matrix(in_size: int, out_size: int) -> np.ndarray:
     return matrix.astype(np.float32)
 
 
-def _pixels(value: object) -> bool:
+def is_positive_int(value: object) -> bool:
+    """A whole number >= 1 (numpy's too; not a bool): a size in pixels, an epoch number."""
     return isinstance(value, (int, np.integer)) and not isinstance(value, bool) and value >= 1
 
 
@@ -44,7 +45,7 @@ def target_size(size: Size) -> Tuple[int, int]:
     """(height, width) of ``size``: one size for both, or a pair. The config schema cannot type this
     union, so it is checked here, when the data module is built."""
     pair = size if isinstance(size, Sequence) and not isinstance(size, str) else (size, size)
-    if len(pair) != 2 or not all(_pixels(side) for side in pair):
+    if len(pair) != 2 or not all(is_positive_int(side) for side in pair):
         raise ValueError(f"data.resize={size!r} must be a positive size in pixels or [height, width] "
                          "of them (or null: no resize)")
     return int(pair[0]), int(pair[1])
