@@ -29,6 +29,7 @@ import tempfile
 import time
 from collections import Counter
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
 import hydra
@@ -64,7 +65,7 @@ class StepProfile:
 def kernel_ms(trace_path: str) -> Tuple[Counter, int]:
     """Milliseconds per kernel name in a chrome-timeline trace (begin/end pairs per thread), and the
     number of kernels that ran."""
-    events = json.load(open(trace_path))["traceEvents"]
+    events = json.loads(Path(trace_path).read_text())["traceEvents"]
     kernels = sorted((e for e in events if e.get("cat") == "Kernel"), key=lambda e: e["ts"])
     began: Dict[tuple, float] = {}
     totals: Counter = Counter()
