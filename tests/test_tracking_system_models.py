@@ -48,6 +48,15 @@ def test_system_metrics_are_logged_while_the_run_is_open(uri):
     assert MlflowClient(uri).get_run(logger.run_id).info.status == "FINISHED"
 
 
+def test_a_run_shorter_than_one_interval_still_gets_its_system_metrics(uri, monkeypatch):
+    monkeypatch.setenv("MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL", "3600")
+    with MLflowLogger(uri, "exp") as logger:
+        logger.log_metrics({"val/acc": 0.5}, step=1)
+    client = MlflowClient(uri)
+    assert [m.step for m in client.get_metric_history(logger.run_id, CPU)] == [0]
+    assert [m.step for m in client.get_metric_history(logger.run_id, MEMORY)] == [0]
+
+
 def test_system_metrics_false_logs_none(uri):
     with MLflowLogger(uri, "exp", system_metrics=False) as logger:
         assert logger._monitor is None

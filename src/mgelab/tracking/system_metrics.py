@@ -20,9 +20,8 @@ from mgelab.tracking.records import error_text
 
 log = logging.getLogger(__name__)
 
-# One sample every 5 s, each logged at once: a 10 s run gets a point or two, an hour 720 points of
-# about ten metrics (MLflow's default of 10 s leaves short runs with nothing: the monitor logs
-# nothing before its first interval is over). MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL overrides it.
+# One sample every 5 s, each logged at once: an hour gets 720 points of about ten metrics, and every
+# run at least the one taken when it stops. MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL overrides it.
 SAMPLING_INTERVAL_S = 5.0
 STOP_TIMEOUT_S = 10.0
 
@@ -46,7 +45,8 @@ def start_monitor(run_id: str, tracking_uri: str, resume: bool = False) -> Optio
 
 
 def stop_monitor(monitor: Optional[object]) -> None:
-    """Stop sampling and send what was sampled, waiting at most ``STOP_TIMEOUT_S``."""
+    """Stop sampling and send what was sampled, with one last sample taken now, waiting at most
+    ``STOP_TIMEOUT_S``."""
     if monitor is None:
         return
     stopper = threading.Thread(target=_finish, args=(monitor,), name="stop-system-metrics", daemon=True)
@@ -60,5 +60,14 @@ def stop_monitor(monitor: Optional[object]) -> None:
 def _finish(monitor) -> None:
     try:
         monitor.finish()
+        _publish_last_interval(monitor)
     except Exception as exc:
         log.warning("stopping the system metrics monitor failed: %s", error_text(exc))
+
+
+def _publish_last_interval(monitor) -> None:
+    """MLflow's monitor drops the samples of the interval it is stopped in, so a run shorter than one
+    interval would get no system metrics at all: this sample, averaged with the interval's, is sent."""
+    monitor.collect_metrics()
+    monitor.publish_metrics(monitor.aggregate_metrics())
+    monitor.mlflow_logger.flush()
