@@ -98,7 +98,7 @@ def test_fashion_mnist_module_downloads_and_batches(tmp_path, http_server):
 
 @pytest.mark.parametrize("axes", [(0, 2, 3), (0,), None])
 def test_chunked_statistics_equal_numpy(axes):
-    from mgelab.data.arrays import mean_and_std
+    from mgelab.data.normalisation import mean_and_std
 
     images = np.random.default_rng(0).integers(0, 256, size=(1000, 3, 5, 4), dtype=np.uint8)
     mean, std = mean_and_std(images, axes, 255.0, chunk=64)

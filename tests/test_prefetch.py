@@ -14,7 +14,7 @@ import pytest
 
 from mgelab.checkpoint import load_checkpoint
 from mgelab.data.augment import CropFlipAugmentation
-from mgelab.data.prefetch import prefetched
+from mgelab.data.prefetch import AUTO_DEPTH, prefetch_depth, prefetched
 from mgelab.data.synthetic import SyntheticImages
 from mgelab.models import create_model
 from mgelab.train import OptimizerFactory, Trainer, seed_everything
@@ -231,6 +231,37 @@ def test_a_checkpoint_without_the_sums_still_resumes(tmp_path):
     assert len(resumed.history) == 2 and resumed.history[-1]["train/step_seconds"] > 0
 
 
-def test_a_bad_prefetch_batches_names_the_key():
-    with pytest.raises(ValueError, match=r"trainer\.prefetch_batches=-1 must be >= 0"):
-        Trainer(prefetch_batches=-1)
+@pytest.mark.parametrize("value", [-1, "two", 1.5, True])
+def test_a_bad_prefetch_batches_names_the_key(value):
+    with pytest.raises(ValueError, match=r"trainer\.prefetch_batches=.* must be auto .*, 0 .* or a number of batches"):
+        Trainer(prefetch_batches=value)
+
+
+def test_auto_prefetches_only_batches_that_cost_work():
+    assert prefetch_depth("auto", cifar_like(augment=True)) == AUTO_DEPTH > 0
+    assert prefetch_depth("auto", cifar_like(augment=False)) == 0  # normalising only: no thread
+    assert prefetch_depth("auto", object()) == 0  # a data module that does not say
+    assert prefetch_depth(3, cifar_like(augment=False)) == 3  # a number is taken as given
+    assert prefetch_depth(0, cifar_like(augment=True)) == 0
+
+
+@pytest.mark.parametrize("kind", ["resize", "train_sizes"])
+def test_resized_cifar_batches_count_as_costly(kind, tmp_path):
+    from mgelab.data.cifar10 import CIFAR10
+
+    settings = {"resize": {"resize": 24}, "train_sizes": {"train_sizes": [[1, 16]]}}[kind]
+    assert not CIFAR10(str(tmp_path), augment=False).costly_batches
+    assert CIFAR10(str(tmp_path), augment=False, **settings).costly_batches
+
+
+@pytest.mark.parametrize("augment, threads_seen", [(True, {"mgelab-prefetch"}), (False, set())])
+def test_the_trainer_starts_the_thread_only_when_auto_asks_for_it(tmp_path, augment, threads_seen):
+    seen = set()
+
+    class Watching(RecordingLogger):
+        def log_metrics(self, metrics, step):
+            seen.update(t.name for t in threading.enumerate() if t.name == "mgelab-prefetch")
+            super().log_metrics(metrics, step)
+
+    fit(tmp_path, data=cifar_like(augment=augment), logger=Watching(), log_every_n_steps=1)
+    assert seen == threads_seen

@@ -11,6 +11,7 @@ from typing import Dict, Iterator, Optional, Sequence, Tuple
 
 import numpy as np
 
+from mgelab.data.normalisation import affine_map, mean_and_std
 from mgelab.data.settings import SampleInfo, check_split_size
 
 Batch = Tuple[np.ndarray, np.ndarray]
@@ -77,33 +78,6 @@ def hold_out_test(whole: Split, test_size: float | int, seed: int) -> Dict[str, 
     """
     rest, test = carve_validation(whole, test_size, seed + 1, key="data.test_size")
     return {"train": rest, "test": test}
-
-
-def mean_and_std(values: np.ndarray, axes: Optional[Tuple[int, ...]], scale: float,
-                 chunk: int = 4096) -> Tuple[np.ndarray, np.ndarray]:
-    """Mean and std of ``values / scale`` over ``axes`` (None: all), ``chunk`` samples at a time.
-
-    float64 sums, because a float32 sum over 50M pixels drifts; in chunks, because a float64
-    copy of a whole training set (345 MB for Fashion-MNIST) would be a run's peak memory.
-    """
-    reduce_axes = tuple(range(values.ndim)) if axes is None else axes
-    total = total_sq = 0.0
-    for start in range(0, len(values), chunk):
-        part = values[start : start + chunk].astype(np.float64) / scale
-        total = total + part.sum(axis=reduce_axes)
-        total_sq = total_sq + np.square(part).sum(axis=reduce_axes)
-    count = values.size / np.size(total)
-    mean = np.asarray(total / count)
-    return mean, np.sqrt(np.maximum(total_sq / count - mean * mean, 0.0))
-
-
-def affine_map(mean: np.ndarray, std: np.ndarray, raw_scale: float,
-               shape: Sequence[int]) -> Tuple[np.ndarray, np.ndarray]:
-    """(a, b) with ``x * a + b == (x / raw_scale - mean) / std``: the raw-to-float scale (255 for
-    uint8) folded into the affine map, so a batch is normalised in one fused pass."""
-    mean, std = np.asarray(mean, np.float64), np.asarray(std, np.float64)
-    return ((1.0 / (raw_scale * std)).reshape(shape).astype(np.float32),
-            (-mean / std).reshape(shape).astype(np.float32))
 
 
 class ArrayDataModule:
@@ -238,6 +212,12 @@ class ArrayDataModule:
     def train_view(self, inputs: np.ndarray, epoch: int) -> np.ndarray:
         return inputs
 
+    @property
+    def costly_batches(self) -> bool:
+        """Whether a training batch takes more than normalising (augmenting, resizing): work worth
+        preparing in a background thread while the step runs."""
+        return self.augments
+
     def eval_batches(self, split_name: str) -> Iterator[Batch]:
         """Batches in storage order, so predictions line up with ``targets(split)``."""
         split = self.splits[split_name]
@@ -293,7 +273,7 @@ class ArrayDataModule:
         self._scale, self._shift = affine_map(mean, std, scale, shape)
 
     def _prepare(self, inputs: np.ndarray) -> np.ndarray:
-        out = inputs.astype(np.float32)
-        out *= self._scale
+        # Cast inside the multiply: one pass fewer than astype first, the same float32 values.
+        out = np.multiply(inputs, self._scale, dtype=np.float32)
         out += self._shift
         return out

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import queue
 import threading
-from typing import Generator, Iterator, Tuple
+from typing import Generator, Iterator, Tuple, Union
 
 from mgelab.data.arrays import Batch
 
@@ -21,6 +21,29 @@ _BATCH, _END, _ERROR = "batch", "end", "error"
 Item = Tuple[str, object]
 # How long the consumer waits, while closing, for the producer to notice the stop between drains.
 _DRAIN_POLL_SECONDS = 0.05
+# trainer.prefetch_batches=auto: this many batches ahead when preparing one is real work (augmenting,
+# resizing), and no thread when it is only normalising. A second Python thread then costs more than
+# it hides: it competes with the step's own Python dispatch for the GIL (measured in docs/results.md:
+# a linear model's step ran ~30 % slower beside it; an augmented LeNet's epoch went faster with it).
+AUTO = "auto"
+AUTO_DEPTH = 2
+
+
+def check_prefetch_batches(value: Union[int, str]) -> None:
+    """``trainer.prefetch_batches`` is ``auto`` or a whole number >= 0, else one clear error."""
+    if value == AUTO:
+        return
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"trainer.prefetch_batches={value!r} must be auto (a thread only for augmented or "
+                         "resized batches), 0 (no prefetching thread) or a number of batches >= 1")
+
+
+def prefetch_depth(value: Union[int, str], data: object) -> int:
+    """Batches to prepare ahead for ``data``: ``value``, or for ``auto`` ``AUTO_DEPTH`` when the data
+    module says its training batches are costly (``costly_batches``) and 0 otherwise."""
+    if value == AUTO:
+        return AUTO_DEPTH if getattr(data, "costly_batches", False) else 0
+    return int(value)
 
 
 def prefetched(batches: Iterator[Batch], depth: int = 2) -> Generator[Batch, None, None]:

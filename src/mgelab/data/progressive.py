@@ -75,3 +75,7 @@ class ProgressiveResize:
         inputs = super().train_view(inputs, epoch)  # type: ignore[misc]
         side = size_at(self.train_sizes, epoch)
         return inputs if side is None else resize_batch(inputs, side)
+
+    @property
+    def costly_batches(self) -> bool:
+        return bool(self.train_sizes) or super().costly_batches  # type: ignore[misc]

@@ -87,6 +87,10 @@ class ResizeOnTheFly:
             return sample
         return replace(sample, shape=tuple(sample.shape[:-2]) + self.resize)
 
+    @property
+    def costly_batches(self) -> bool:
+        return self.resize is not None or super().costly_batches  # type: ignore[misc]
+
     def _prepare(self, inputs: np.ndarray) -> np.ndarray:
         if self.resize is not None:
             inputs = resize_batch(inputs, self.resize)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any, Optional
 
-from mgelab.data.arrays import affine_map
+from mgelab.data.normalisation import affine_map
 from mgelab.models import create_model
 from mgelab.models.pretrained import weights_spec
 from mgelab.serving.loading import TrainedModel

@@ -14,7 +14,7 @@ import megengine.module as M
 import numpy as np
 
 from mgelab.checkpoint import CheckpointStore, load_checkpoint
-from mgelab.data.prefetch import prefetched
+from mgelab.data.prefetch import check_prefetch_batches, prefetch_depth, prefetched
 from mgelab.train.clock import EpochClock
 from mgelab.train.console import SHOW_EVERY_N_STEPS, epoch_bar, epoch_line, limited, show_on_bar
 from mgelab.train.distributed import (
@@ -60,7 +60,7 @@ class Trainer:
         seed: int = 0,
         compile: str = "false",
         cpu_threads: int = 0,
-        prefetch_batches: int = 2,
+        prefetch_batches: Union[int, str] = "auto",
         devices: int = 1,
         scale_lr_by_world_size: bool = False,
         label_smoothing: float = 0.0,
@@ -80,8 +80,7 @@ class Trainer:
             raise ValueError(f"trainer.limit_eval_batches={limit_eval_batches} must be >= 1 or null")
         if checkpoint_every_n_steps is not None and checkpoint_every_n_steps < 1:
             raise ValueError(f"trainer.checkpoint_every_n_steps={checkpoint_every_n_steps} must be >= 1 or null")
-        if prefetch_batches < 0:
-            raise ValueError(f"trainer.prefetch_batches={prefetch_batches} must be >= 0 (0: no prefetching thread)")
+        check_prefetch_batches(prefetch_batches)
         if devices < 1:
             raise ValueError(f"trainer.devices={devices} must be >= 1 (the GPUs to train on data-parallel)")
         if not 0 <= label_smoothing < 1:
@@ -105,7 +104,7 @@ class Trainer:
         self.device, self.cpu_threads = device, int(cpu_threads)
         self.seed = int(seed)
         # Training batches prepared ahead in a background thread, so a step need not wait for its data.
-        self.prefetch_batches = int(prefetch_batches)
+        self.prefetch_batches = prefetch_batches
         self.compile = compile_mode(compile)
         # Informational, like device: the run side starts one process per device (mgelab.run.parallel)
         # and each fit is told its rank; the lr is multiplied by the world size when asked.
@@ -179,7 +178,7 @@ class Trainer:
         clock, left = EpochClock(p), per_epoch - p.next_batch
         # Cut before prefetching, so the thread prepares no batch past the limit.
         batches = shard_batches(fit.data, p.epoch, p.next_batch, fit.world)
-        source = prefetched(limited(batches, left), self.prefetch_batches)
+        source = prefetched(limited(batches, left), prefetch_depth(self.prefetch_batches, fit.data))
         bar = epoch_bar(source, left, f"epoch {p.epoch}/{self.max_epochs}", self.progress_bar and fit.world.is_main)
         # Closed on the way out, so the thread ends now, also when an exception (whose traceback
         # would keep the generator alive) stops the loop.
