@@ -22,18 +22,21 @@ Item = Tuple[str, object]
 # How long the consumer waits, while closing, for the producer to notice the stop between drains.
 _DRAIN_POLL_SECONDS = 0.05
 # trainer.prefetch_batches=auto: this many batches ahead when preparing one is real work (augmenting,
-# resizing), and no thread when it is only normalising. A second Python thread then costs more than
-# it hides: it competes with the step's own Python dispatch for the GIL (measured in docs/results.md:
-# a linear model's step ran ~30 % slower beside it; an augmented LeNet's epoch went faster with it).
+# resizing), and no thread when it is only normalising: then the thread hides ~0.1 ms a batch but
+# competes with the step's own Python dispatch for the GIL (docs/results.md: paired runs, a linear
+# model's step 2-5 % slower beside it, LeNet's unchanged).
 AUTO = "auto"
 AUTO_DEPTH = 2
 
 
+def is_depth(value: object) -> bool:
+    """A whole number of batches >= 0 (a bool is not one)."""
+    return not isinstance(value, bool) and isinstance(value, int) and value >= 0
+
+
 def check_prefetch_batches(value: Union[int, str]) -> None:
     """``trainer.prefetch_batches`` is ``auto`` or a whole number >= 0, else one clear error."""
-    if value == AUTO:
-        return
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+    if value != AUTO and not is_depth(value):
         raise ValueError(f"trainer.prefetch_batches={value!r} must be auto (a thread only for augmented or "
                          "resized batches), 0 (no prefetching thread) or a number of batches >= 1")
 
@@ -53,7 +56,7 @@ def prefetched(batches: Iterator[Batch], depth: int = 2) -> Generator[Batch, Non
     Closing the returned generator (or dropping it) ends the thread: it prepares no further batch.
     ``depth=0``: no thread, the batches are made on the caller's thread as it asks for them.
     """
-    if isinstance(depth, bool) or not isinstance(depth, int) or depth < 0:
+    if not is_depth(depth):
         raise ValueError(f"prefetch depth={depth!r} must be an int >= 0 (0: no background thread)")
     if depth == 0:
         return _plain(batches)
