@@ -27,6 +27,7 @@ from megengine.autodiff import GradManager
 from omegaconf import DictConfig
 
 from mgelab.models import create_model
+from mgelab.nn import BatchNorm2d
 from mgelab.nn.conv_grad import input_grad, weight_grad
 from mgelab.train.machine import describe_machine, measured_machine
 
@@ -44,15 +45,24 @@ class LayerTiming:
         return sum(self.pieces.values())
 
 
-def best_ms(fn: Callable[[], mge.Tensor], repeats: int) -> float:
-    """Fastest of ``repeats`` calls after one warm-up, each read back (MegEngine runs async)."""
-    fn().numpy()
-    best = float("inf")
-    for _ in range(repeats):
-        started = time.perf_counter()
+@dataclass(frozen=True)
+class Timing:
+    repeats: int  # timings after one warm-up; the fastest counts
+    calls: int  # calls queued back to back per timing, read back once
+
+    def best_ms(self, fn: Callable[[], mge.Tensor]) -> float:
+        """Milliseconds per call of ``fn``. MegEngine runs async, so only the last call of each
+        timing is read back: reading back after every call adds the thread pool's wake-up to every
+        piece, and pieces timed that way on two threads summed to more than the whole step."""
         fn().numpy()
-        best = min(best, time.perf_counter() - started)
-    return best * 1e3
+        best = float("inf")
+        for _ in range(self.repeats):
+            started = time.perf_counter()
+            for _ in range(self.calls - 1):
+                fn()
+            fn().numpy()
+            best = min(best, (time.perf_counter() - started) / self.calls)
+        return best * 1e3
 
 
 def layer_inputs(model: M.Module, x: mge.Tensor) -> Dict[str, Tuple[M.Module, mge.Tensor, mge.Tensor]]:
@@ -70,24 +80,32 @@ def layer_inputs(model: M.Module, x: mge.Tensor) -> Dict[str, Tuple[M.Module, mg
     return seen
 
 
-def time_conv(name: str, conv: M.Conv2d, x: mge.Tensor, y: mge.Tensor, repeats: int, needs_dx: bool) -> LayerTiming:
+def time_conv(name: str, conv: M.Conv2d, x: mge.Tensor, y: mge.Tensor, timing: Timing, needs_dx: bool) -> LayerTiming:
     w = conv.weight.detach()
     stride, padding = tuple(conv.stride), tuple(conv.padding)
     dy = mge.tensor(np.random.default_rng(0).normal(size=y.shape).astype("float32"))
     kernel = (w.shape[2], w.shape[3])
-    pieces = {"fwd": best_ms(lambda: F.conv2d(x, w, stride=stride, padding=padding), repeats),
-              "dw": best_ms(lambda: weight_grad(x, dy, stride, padding, kernel), repeats)}
+    pieces = {"fwd": timing.best_ms(lambda: F.conv2d(x, w, stride=stride, padding=padding)),
+              "dw": timing.best_ms(lambda: weight_grad(x, dy, stride, padding, kernel))}
     # The first layer's input is data: no gradient is computed for it in training either.
     if needs_dx:
-        pieces["dx"] = best_ms(lambda: input_grad(dy, w, stride, padding, (x.shape[2], x.shape[3])), repeats)
+        pieces["dx"] = timing.best_ms(lambda: input_grad(dy, w, stride, padding, (x.shape[2], x.shape[3])))
     n, _, ho, wo = y.shape
     flops = 2.0 * n * ho * wo * w.shape[0] * w.shape[1] * kernel[0] * kernel[1]
     return LayerTiming(name, f"{x.shape[1]}->{w.shape[0]} {x.shape[2]}x{x.shape[3]} s{stride[0]}", pieces, flops)
 
 
-def time_bn(name: str, bn: M.BatchNorm2d, x: mge.Tensor, repeats: int) -> LayerTiming:
-    """Training-mode forward + backward of one BatchNorm (a copy, so the model's stats stay)."""
-    copy = M.BatchNorm2d(bn.num_features)
+def bn_copy(bn: M.BatchNorm2d) -> M.BatchNorm2d:
+    """A fresh BatchNorm of the same kind and kernels (``impl``) as ``bn``."""
+    if isinstance(bn, BatchNorm2d):
+        return BatchNorm2d(bn.num_features, impl=bn.impl)
+    return M.BatchNorm2d(bn.num_features)
+
+
+def time_bn(name: str, bn: M.BatchNorm2d, x: mge.Tensor, timing: Timing) -> LayerTiming:
+    """Training-mode forward + backward of one BatchNorm: a copy of the model's own kind (mgelab's
+    fast BatchNorm where the model trains with it), so the model's running statistics stay."""
+    copy = bn_copy(bn)
     gm = GradManager().attach(copy.parameters())
     probe = mge.Tensor(x.numpy())
 
@@ -96,10 +114,10 @@ def time_bn(name: str, bn: M.BatchNorm2d, x: mge.Tensor, repeats: int) -> LayerT
         with gm:
             out = copy(probe)
             gm.backward(out.sum())
-        return out
+        return probe.grad  # the last kernel of the backward, so reading it back waits for all of it
 
-    fwd = best_ms(lambda: copy(x), repeats)
-    both = best_ms(step, repeats)
+    fwd = timing.best_ms(lambda: copy(x))
+    both = timing.best_ms(step)
     return LayerTiming(name, f"bn {x.shape[1]} {x.shape[2]}x{x.shape[3]}", {"fwd": fwd, "bwd": max(both - fwd, 0.0)},
                        0.0)
 
@@ -116,10 +134,11 @@ def step_ms(model: M.Module, x: mge.Tensor, labels: mge.Tensor, repeats: int) ->
         optimizer.step().clear_grad()
         return loss
 
-    return best_ms(step, repeats)
+    # Read back every step, as the trainer does.
+    return Timing(repeats, calls=1).best_ms(step)
 
 
-def profile(name: str, batch: int, repeats: int) -> Tuple[List[LayerTiming], float]:
+def profile(name: str, batch: int, timing: Timing) -> Tuple[List[LayerTiming], float]:
     model = create_model(name, INPUT_SHAPES[name], 10)
     model.train()
     rng = np.random.default_rng(0)
@@ -130,10 +149,10 @@ def profile(name: str, batch: int, repeats: int) -> Tuple[List[LayerTiming], flo
     rows = []
     for layer, (module, inp, out) in layers.items():
         if isinstance(module, M.Conv2d):
-            rows.append(time_conv(layer, module, inp, out, repeats, needs_dx=layer != first_conv))
+            rows.append(time_conv(layer, module, inp, out, timing, needs_dx=layer != first_conv))
         else:
-            rows.append(time_bn(layer, module, inp, repeats))
-    return rows, step_ms(model, x, labels, repeats)
+            rows.append(time_bn(layer, module, inp, timing))
+    return rows, step_ms(model, x, labels, timing.repeats)
 
 
 def report(name: str, rows: List[LayerTiming], step: float) -> None:
@@ -165,7 +184,7 @@ def main(cfg: DictConfig) -> None:
     for name in cfg.models:
         if name not in INPUT_SHAPES:
             raise SystemExit(f"models: {name!r} is not profiled here; choose from {sorted(INPUT_SHAPES)}")
-        rows, step = profile(name, int(cfg.batch), int(cfg.repeats))
+        rows, step = profile(name, int(cfg.batch), Timing(int(cfg.repeats), int(cfg.calls)))
         report(name, rows, step)
 
 

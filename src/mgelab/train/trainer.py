@@ -30,7 +30,7 @@ from mgelab.train.distributed import (
 )
 from mgelab.train.evaluation import evaluate_split, report_test_split
 from mgelab.train.fit_state import FitContext, FitResult
-from mgelab.train.memory import peak_rss_mb
+from mgelab.train.memory import check_mmap_threshold, peak_rss_mb, set_mmap_threshold
 from mgelab.train.optim import OptimizerFactory, set_lr
 from mgelab.train.signals import StopOnSignal, TrainingInterrupted
 from mgelab.train.state import Progress, capture, restore
@@ -64,6 +64,7 @@ class Trainer:
         devices: int = 1,
         scale_lr_by_world_size: bool = False,
         label_smoothing: float = 0.0,
+        mmap_threshold_kb: Optional[int] = 256,
         debug: bool = False,
     ) -> None:
         if max_epochs < 1:
@@ -105,6 +106,8 @@ class Trainer:
         self.seed = int(seed)
         # Training batches prepared ahead in a background thread, so a step need not wait for its data.
         self.prefetch_batches = prefetch_batches
+        # Set for the whole process when a fit starts (mgelab.train.memory: it keeps peak memory down).
+        self.mmap_threshold_kb = check_mmap_threshold(mmap_threshold_kb)
         self.compile = compile_mode(compile)
         # Informational, like device: the run side starts one process per device (mgelab.run.parallel)
         # and each fit is told its rank; the lr is multiplied by the world size when asked.
@@ -122,6 +125,7 @@ class Trainer:
         process's rank (default: MegEngine's process group, if any); a rank other than 0 trains its
         shard in step with the others and logs, validates, checkpoints and tests nothing."""
         world = world or current_world()
+        set_mmap_threshold(self.mmap_threshold_kb)
         logger = logger if world.is_main else SilentLogger()
         optimizer = optimizer_factory(model.parameters())
         store = CheckpointStore(self.checkpoint_dir, self.keep_last, self.keep_best)
