@@ -36,21 +36,16 @@ from megengine.jit import trace
 from omegaconf import DictConfig, OmegaConf
 
 from mgelab.data.arrays import ArrayDataModule, Split
-from mgelab.models import create_model
 from mgelab.models.summary import model_summary
 from mgelab.nn import Conv2d, check_conv_impl
 from mgelab.tracking.base import NullLogger
 from mgelab.train import Trainer, machine
-from mgelab.train.memory import peak_rss_mb, reset_peak_rss
+from mgelab.train.measured_models import CIFAR, FASHION, INPUT_SHAPES, NUM_CLASSES, build_measured, check_measured
+from mgelab.train.memory import DEFAULT_MMAP_THRESHOLD_KB, peak_rss_mb, reset_peak_rss, set_mmap_threshold
 from mgelab.train.optim import OptimizerFactory
 
-FASHION, CIFAR = (1, 28, 28), (3, 32, 32)
-INPUT_SHAPES = {"linear": FASHION, "mlp": FASHION, "cnn": FASHION, "cnn3": FASHION, "lenet": CIFAR, "resnet": CIFAR}
-# Bench names that are a registry model with other settings (model_kwargs.<bench name>).
-REGISTRY_NAMES = {"cnn3": "cnn"}
 # Training images of the dataset each shape stands for (full_size_data=true), test 10 000.
 FULL_TRAIN_SIZES = {FASHION: 60_000, CIFAR: 50_000}
-NUM_CLASSES = 10
 # The table's columns, three under shorter headers (the JSON keys stay as they are).
 TABLE_COLUMNS = (
     "model", "variant", "compiled", "conv_impl", "train_samples_per_s", "eval_samples_per_s", "peak_rss_mb",
@@ -71,6 +66,7 @@ class Settings:
     seed: int
     sync_every_step: bool
     full_size_data: bool
+    mmap_threshold_kb: Optional[int]
 
 
 class RandomImages(ArrayDataModule):
@@ -100,14 +96,13 @@ class RandomImages(ArrayDataModule):
 # --- models -----------------------------------------------------------------------------------
 def probe(name: str, kwargs: Dict[str, Any]) -> Tuple[bool, int]:
     """Whether the model has convolutions, and its training FLOPs per sample."""
-    model = create_model(REGISTRY_NAMES.get(name, name), INPUT_SHAPES[name], NUM_CLASSES, **kwargs)
+    model = build_measured(name, kwargs)
     flops = machine.train_flops_per_sample(model_summary(model, INPUT_SHAPES[name]).flops)
     return any(isinstance(m, Conv2d) for m in model.modules()), flops
 
 
 def build(name: str, impl: Optional[str], kwargs: Dict[str, Any]) -> M.Module:
-    extra = {} if impl is None else {"conv_impl": impl}
-    return create_model(REGISTRY_NAMES.get(name, name), INPUT_SHAPES[name], NUM_CLASSES, **kwargs, **extra)
+    return build_measured(name, kwargs if impl is None else {**kwargs, "conv_impl": impl})
 
 
 def conv_path(model: M.Module) -> Optional[str]:
@@ -137,7 +132,8 @@ def bench_trainer(model: M.Module, name: str, s: Settings, compiled: bool) -> Tu
     clock = StepClock()
     with tempfile.TemporaryDirectory() as checkpoints:
         trainer = Trainer(max_epochs=1, progress_bar=False, checkpoint_dir=checkpoints, log_every_n_steps=1,
-                          compile=str(compiled), limit_train_batches=s.warmup + s.steps)
+                          compile=str(compiled), limit_train_batches=s.warmup + s.steps,
+                          mmap_threshold_kb=s.mmap_threshold_kb)
         trainer.fit(model, data, factory, clock)
     # From the end of the last warm-up step (or of the first step) to the end of the last one.
     timed_steps = clock.times[max(s.warmup, 1) - 1:]
@@ -204,6 +200,7 @@ def measure(job: Job) -> Dict[str, Any]:
     s = job.settings
     mge.set_default_device(job.device)
     machine.apply_execution_strategy(job.strategy)
+    set_mmap_threshold(s.mmap_threshold_kb)  # the trainer sets it too; the bare loop gets the same
     reset_peak_rss()
     mge.random.seed(s.seed)
     model = build(job.model, job.conv_impl, job.model_kwargs)
@@ -233,8 +230,7 @@ def as_list(value: Any) -> List[Any]:
 def validate(cfg: DictConfig) -> Tuple[List[str], List[str], List[str]]:
     models, variants, impls = as_list(cfg.models), as_list(cfg.variants), as_list(cfg.conv_impl)
     for name in models:
-        if name not in INPUT_SHAPES:
-            raise ValueError(f"models: {name!r} is not benchmarked; choose from {sorted(INPUT_SHAPES)}")
+        check_measured(name, "benchmarked")
     for variant in variants:
         if variant not in VARIANTS:
             raise ValueError(f"variants: {variant!r} is unknown; choose from {sorted(VARIANTS)}")
@@ -243,11 +239,10 @@ def validate(cfg: DictConfig) -> Tuple[List[str], List[str], List[str]]:
     return models, variants, impls
 
 
-def cell(value: Any) -> str:
-    return "-" if value is None else str(value)
-
-
 def table(rows: List[Dict[str, Any]]) -> str:
+    def cell(value: Any) -> str:
+        return "-" if value is None else str(value)
+
     headers = [TABLE_HEADERS.get(col, col) for col in TABLE_COLUMNS]
     widths = [max(len(h), *(len(cell(r.get(c))) for r in rows)) for h, c in zip(headers, TABLE_COLUMNS)]
     lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths)).rstrip()]
@@ -258,7 +253,8 @@ def table(rows: List[Dict[str, Any]]) -> str:
 def jobs(cfg: DictConfig) -> List[Job]:
     models, variants, impls = validate(cfg)
     mge.set_default_device(cfg.device)  # before building anything, so CUDA is never probed on cpu
-    settings = Settings(*(cfg[f] for f in Settings.__dataclass_fields__))
+    threshold = DEFAULT_MMAP_THRESHOLD_KB if cfg.mmap_threshold_kb == "default" else cfg.mmap_threshold_kb
+    settings = Settings(**{**{f: cfg[f] for f in Settings.__dataclass_fields__}, "mmap_threshold_kb": threshold})
     all_kwargs = OmegaConf.to_container(cfg.model_kwargs, resolve=True)
     out = []
     for name in models:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Callable, Dict, List, Tuple
+from typing import Any, Callable, Dict, List, Tuple
 
 import hydra
 import megengine as mge
@@ -24,14 +24,12 @@ import megengine.module as M
 import megengine.optimizer as mopt
 import numpy as np
 from megengine.autodiff import GradManager
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
-from mgelab.models import create_model
 from mgelab.nn import BatchNorm2d
 from mgelab.nn.conv_grad import input_grad, weight_grad
 from mgelab.train.machine import describe_machine, measured_machine
-
-INPUT_SHAPES = {"cnn": (1, 28, 28), "lenet": (3, 32, 32), "resnet": (3, 32, 32), "mlp": (1, 28, 28)}
+from mgelab.train.measured_models import INPUT_SHAPES, NUM_CLASSES, build_measured, check_measured
 
 
 @dataclass
@@ -138,12 +136,12 @@ def step_ms(model: M.Module, x: mge.Tensor, labels: mge.Tensor, repeats: int) ->
     return Timing(repeats, calls=1).best_ms(step)
 
 
-def profile(name: str, batch: int, timing: Timing) -> Tuple[List[LayerTiming], float]:
-    model = create_model(name, INPUT_SHAPES[name], 10)
+def profile(name: str, kwargs: Dict[str, Any], batch: int, timing: Timing) -> Tuple[List[LayerTiming], float]:
+    model = build_measured(name, kwargs)
     model.train()
     rng = np.random.default_rng(0)
     x = mge.tensor(rng.normal(size=(batch, *INPUT_SHAPES[name])).astype("float32"))
-    labels = mge.tensor(rng.integers(0, 10, size=batch).astype("int32"))
+    labels = mge.tensor(rng.integers(0, NUM_CLASSES, size=batch).astype("int32"))
     layers = layer_inputs(model, x)
     first_conv = next((n for n, (m, _, _) in layers.items() if isinstance(m, M.Conv2d)), None)
     rows = []
@@ -181,10 +179,14 @@ def report(name: str, rows: List[LayerTiming], step: float) -> None:
 def main(cfg: DictConfig) -> None:
     # The machine line bench.py prints (CPU, flags, strategy, threads); the sgemm peak is bench's.
     print(f"{describe_machine(measured_machine(cfg.device, cfg.strategy, sgemm_size=None))}; batch {cfg.batch}")
-    for name in cfg.models:
-        if name not in INPUT_SHAPES:
-            raise SystemExit(f"models: {name!r} is not profiled here; choose from {sorted(INPUT_SHAPES)}")
-        rows, step = profile(name, int(cfg.batch), Timing(int(cfg.repeats), int(cfg.calls)))
+    try:  # every name before anything is measured
+        names = [check_measured(name, "profiled") for name in cfg.models]
+    except ValueError as err:
+        raise SystemExit(str(err)) from None
+    all_kwargs = OmegaConf.to_container(cfg.model_kwargs, resolve=True)
+    for name in names:
+        timing = Timing(int(cfg.repeats), int(cfg.calls))
+        rows, step = profile(name, all_kwargs.get(name, {}), int(cfg.batch), timing)
         report(name, rows, step)
 
 

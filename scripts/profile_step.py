@@ -39,13 +39,9 @@ from megengine.optimizer import SGD
 from megengine.utils.profiler import Profiler
 from omegaconf import DictConfig, OmegaConf
 
-from mgelab.models import create_model
 from mgelab.train.machine import describe_machine, measured_machine
+from mgelab.train.measured_models import INPUT_SHAPES, NUM_CLASSES, build_measured, check_measured
 from mgelab.train.steps import make_train_step
-
-INPUT_SHAPES = {"linear": (1, 28, 28), "mlp": (1, 28, 28), "cnn": (1, 28, 28), "cnn3": (1, 28, 28),
-                "lenet": (3, 32, 32), "resnet": (3, 32, 32)}
-REGISTRY_NAMES = {"cnn3": "cnn"}
 
 
 @dataclass
@@ -94,12 +90,12 @@ def trivial_op_us(repeats: int = 500) -> float:
 
 def profile_model(name: str, cfg: DictConfig) -> StepProfile:
     kwargs = OmegaConf.to_container(cfg.model_kwargs, resolve=True).get(name, {})
-    model = create_model(REGISTRY_NAMES.get(name, name), INPUT_SHAPES[name], 10, **kwargs)
+    model = build_measured(name, kwargs)
     model.train()
     step = make_train_step(model, SGD(model.parameters(), lr=0.01, momentum=0.9), "classification")
     rng = np.random.default_rng(0)
     x = rng.normal(size=(cfg.batch, *INPUT_SHAPES[name])).astype("float32")
-    y = rng.integers(0, 10, size=cfg.batch).astype("int32")
+    y = rng.integers(0, NUM_CLASSES, size=cfg.batch).astype("int32")
     for _ in range(cfg.warmup):
         step(x, y)
     times = []
@@ -145,10 +141,11 @@ def main(cfg: DictConfig) -> None:
     print(f"{describe_machine(measured_machine(cfg.device, cfg.strategy, sgemm_size=None))}; batch {cfg.batch}")
     given = cfg.torch_samples_per_s
     rates: Dict[str, float] = OmegaConf.to_container(given, resolve=True) if given else {}
-    names: List[str] = list(cfg.models)
+    try:  # every name before anything is measured
+        names: List[str] = [check_measured(name, "profiled") for name in cfg.models]
+    except ValueError as err:
+        raise SystemExit(str(err)) from None
     for name in names:
-        if name not in INPUT_SHAPES:
-            raise SystemExit(f"models: {name!r} is not profiled here; choose from {sorted(INPUT_SHAPES)}")
         report(name, profile_model(name, cfg), int(cfg.batch), rates.get(name), float(cfg.target_ratio))
 
 

@@ -43,6 +43,7 @@ def reset_peak_rss() -> None:
 
 
 M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter (malloc.h)
+DEFAULT_MMAP_THRESHOLD_KB = 256  # trainer.mmap_threshold_kb's default
 
 
 def check_mmap_threshold(kilobytes: Optional[int]) -> Optional[int]:

@@ -30,7 +30,7 @@ from mgelab.train.distributed import (
 )
 from mgelab.train.evaluation import evaluate_split, report_test_split
 from mgelab.train.fit_state import FitContext, FitResult
-from mgelab.train.memory import check_mmap_threshold, peak_rss_mb, set_mmap_threshold
+from mgelab.train.memory import DEFAULT_MMAP_THRESHOLD_KB, check_mmap_threshold, peak_rss_mb, set_mmap_threshold
 from mgelab.train.optim import OptimizerFactory, set_lr
 from mgelab.train.signals import StopOnSignal, TrainingInterrupted
 from mgelab.train.state import Progress, capture, restore
@@ -64,7 +64,7 @@ class Trainer:
         devices: int = 1,
         scale_lr_by_world_size: bool = False,
         label_smoothing: float = 0.0,
-        mmap_threshold_kb: Optional[int] = 256,
+        mmap_threshold_kb: Optional[int] = DEFAULT_MMAP_THRESHOLD_KB,
         debug: bool = False,
     ) -> None:
         if max_epochs < 1:
