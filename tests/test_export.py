@@ -4,7 +4,6 @@ tracked runs export end to end."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import subprocess
@@ -31,6 +30,7 @@ from mgelab.nn import Conv2d
 from mgelab.run.artifacts import BEST_CHECKPOINT_ARTIFACT
 from mgelab.train import OptimizerFactory, Trainer, seed_everything
 from recording_logger import RecordingLogger
+from script_module import load_script
 
 ROOT = Path(__file__).resolve().parents[1]
 OPTIONS = ExportOptions(batch_size=4)
@@ -219,9 +219,7 @@ def test_export_script_from_a_checkpoint(tmp_path, trained_run):
 
 def export_script_in_process(overrides: List[str]):
     """scripts/export.py's ``export`` on its composed config, without a subprocess (faster)."""
-    spec = importlib.util.spec_from_file_location("export_script", ROOT / "scripts" / "export.py")
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
+    script = load_script("export")
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
         cfg = compose(config_name="export", overrides=overrides)

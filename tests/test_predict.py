@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import importlib.util
 import os
 import subprocess
 import sys
@@ -25,18 +24,13 @@ from mgelab.run.experiment import run_experiment
 from mgelab.serving.pretrained import load_pretrained_model
 from mgelab.tracking.mlflow_logger import MLflowLogger
 from mgelab.train import OptimizerFactory, Trainer, seed_everything
+from script_module import load_script
 from test_serving import MLP, train_tiny
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA_CFG = {"_target_": "mgelab.data.synthetic.SyntheticImages", "image_shape": [3, 10, 12], "batch_size": 32,
             "val_size": 64, "seed": 3}
 
-
-def load_script():
-    spec = importlib.util.spec_from_file_location("predict_script", ROOT / "scripts" / "predict.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def predict_cfg(tmp_path: Path, overrides: List[str]):
@@ -71,7 +65,7 @@ def checkpoint(tmp_path_factory) -> Path:
 def test_image_files_of_every_kind_and_a_damaged_one(tmp_path, checkpoint, capsys):
     good = write_images(tmp_path / "images")
     cfg = predict_cfg(tmp_path, [f"checkpoint={checkpoint}", f"inputs={tmp_path / 'images'}", "top_k=2"])
-    assert load_script().predict(cfg) == 4
+    assert load_script("predict").predict(cfg) == 4
     out, err = capsys.readouterr()
     assert "broken.png" in err and "skipped" in err and "notes.txt" not in err + out
     for name in good:
@@ -86,7 +80,7 @@ def test_image_files_of_every_kind_and_a_damaged_one(tmp_path, checkpoint, capsy
 
 def test_dataset_samples_with_their_true_labels(tmp_path, checkpoint, capsys):
     cfg = predict_cfg(tmp_path, [f"checkpoint={checkpoint}", "split=test", "n=6", "top_k=4"])
-    assert load_script().predict(cfg) == 6
+    assert load_script("predict").predict(cfg) == 6
     out = capsys.readouterr().out
     assert out.count("[true: class") == 6 and "test[5]" in out
     data = SyntheticImages(image_shape=(3, 10, 12), batch_size=32, val_size=64, seed=3)
@@ -99,7 +93,7 @@ def test_dataset_samples_with_their_true_labels(tmp_path, checkpoint, capsys):
 def test_top_k_beyond_the_classes_is_refused(tmp_path, checkpoint):
     cfg = predict_cfg(tmp_path, [f"checkpoint={checkpoint}", "split=test", "top_k=5"])
     with pytest.raises(ValueError, match="top_k=5 must be between 1 and the model's 4 classes"):
-        load_script().predict(cfg)
+        load_script("predict").predict(cfg)
 
 
 @pytest.fixture(scope="module")
@@ -123,7 +117,7 @@ def test_a_tracked_run_predicts_like_its_checkpoint(tmp_path, tracked_run, capsy
     lines = []
     for source in (f"run_id={run_id}", f"checkpoint={folder}"):
         cfg = predict_cfg(tmp_path, [source, f"tracking_uri={uri}", f"inputs={tmp_path / 'images'}"])
-        assert load_script().predict(cfg) == len(images)
+        assert load_script("predict").predict(cfg) == len(images)
         lines.append([line for line in capsys.readouterr().out.splitlines() if "class" in line])
     assert lines[0] == lines[1] and len(lines[0]) == len(images)
 
@@ -141,13 +135,13 @@ def test_a_run_download_leaves_no_temporary_files(tmp_path, tracked_run, monkeyp
 def test_exactly_one_model_source_is_taken(tmp_path, checkpoint):
     for sources in ([], [f"checkpoint={checkpoint}", "run_id=0123456789abcdef"]):
         with pytest.raises(ValueError, match="give exactly one model source of run_id=<MLflow run id>"):
-            load_script().predict(predict_cfg(tmp_path, [*sources, "split=test"]))
+            load_script("predict").predict(predict_cfg(tmp_path, [*sources, "split=test"]))
 
 
 def test_unknown_run_id_is_named(tmp_path, tracked_run):
     cfg = predict_cfg(tmp_path, ["run_id=0123456789abcdef", f"tracking_uri={tracked_run[0]}", "split=test"])
     with pytest.raises(LookupError, match="run_id=0123456789abcdef is not a run"):
-        load_script().predict(cfg)
+        load_script("predict").predict(cfg)
 
 
 def test_pretrained_resnet18_predicts_imagenet_classes(tmp_path, capsys):
@@ -162,7 +156,7 @@ def test_pretrained_resnet18_predicts_imagenet_classes(tmp_path, capsys):
     write_images(tmp_path / "images")
     cfg = predict_cfg(tmp_path, ["pretrained=resnet18", f"weights_cache_dir={tmp_path / 'cache'}",
                                  f"inputs=[{tmp_path / 'images' / 'photo.jpg'}]", "top_k=5"])
-    assert load_script().predict(cfg) == 1
+    assert load_script("predict").predict(cfg) == 1
     line = next(line for line in capsys.readouterr().out.splitlines() if "photo.jpg" in line)
     assert len(line.split(": ", 1)[1].split("  ")) == 5
 
@@ -172,7 +166,7 @@ def test_nothing_readable_exits_non_zero(tmp_path, checkpoint, capsys):
     (tmp_path / "bad" / "a.png").write_bytes(b"not a png")
     cfg = predict_cfg(tmp_path, [f"checkpoint={checkpoint}", f"inputs={tmp_path / 'bad'}"])
     with pytest.raises(SystemExit) as stopped:
-        load_script().main.__wrapped__(cfg)  # the task function under @hydra.main
+        load_script("predict").main.__wrapped__(cfg)  # the task function under @hydra.main
     assert stopped.value.code == 1
     err = capsys.readouterr().err
     assert "a.png" in err and "nothing could be predicted" in err

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import subprocess
 import sys
@@ -11,6 +10,7 @@ from pathlib import Path
 import megengine.module as M
 
 from mgelab.nn import BatchNorm2d
+from script_module import load_script
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -36,13 +36,6 @@ def test_an_unknown_model_is_refused_by_name():
     assert "models: 'vgg' is not profiled here" in proc.stderr + proc.stdout
 
 
-def load_script():
-    spec = importlib.util.spec_from_file_location("profile_ops", ROOT / "scripts" / "profile_ops.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # its dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
-
 
 class CountedResult:
     def __init__(self, counts: dict) -> None:
@@ -59,13 +52,13 @@ def test_each_timing_queues_its_calls_and_reads_back_only_the_last():
         counts["calls"] += 1
         return CountedResult(counts)
 
-    load_script().Timing(repeats=2, calls=4).best_ms(fn)
+    load_script("profile_ops").Timing(repeats=2, calls=4).best_ms(fn)
     # One warm-up call, then 2 timings of 4 calls; a read-back after the warm-up and each timing.
     assert counts == {"calls": 9, "read_back": 3}
 
 
 def test_batchnorm_is_timed_with_the_kernels_the_model_trains_with():
-    script = load_script()
+    script = load_script("profile_ops")
     fast = script.bn_copy(BatchNorm2d(16, impl="fast"))
     assert isinstance(fast, BatchNorm2d) and fast.impl == "fast" and fast.num_features == 16
     native = script.bn_copy(M.BatchNorm2d(8))

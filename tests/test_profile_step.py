@@ -3,7 +3,6 @@ a user runs it."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import re
@@ -12,15 +11,10 @@ import sys
 from collections import Counter
 from pathlib import Path
 
+from script_module import load_script
+
 ROOT = Path(__file__).resolve().parents[1]
 
-
-def load_script():
-    spec = importlib.util.spec_from_file_location("profile_step", ROOT / "scripts" / "profile_step.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
 
 
 def test_kernel_time_is_summed_per_name_from_begin_and_end_pairs(tmp_path):
@@ -34,12 +28,12 @@ def test_kernel_time_is_summed_per_name_from_begin_and_end_pairs(tmp_path):
               kernel("ADD", "E", 9000.0)]  # an end without its begin (the trace started mid-kernel)
     trace = tmp_path / "1.chrome_timeline.json"
     trace.write_text(json.dumps({"traceEvents": events[::-1]}))  # any order: sorted by time
-    totals, launches = load_script().kernel_ms(str(trace))
+    totals, launches = load_script("profile_step").kernel_ms(str(trace))
     assert dict(totals) == {"Convolution": 3.0, "ADD": 0.1} and launches == 3  # milliseconds; kernels
 
 
 def test_the_floor_is_the_longer_of_the_convolutions_and_the_dispatch_not_their_sum():
-    profile = load_script().StepProfile
+    profile = load_script("profile_step").StepProfile
     convs = profile(20.0, Counter({"Convolution": 9.0, "ADD": 1.0}), launches=100, op_us=10.0)
     assert convs.floor_ms() == 9.0  # 100 kernels x 10 us = 1 ms of dispatch
     dispatch = profile(5.0, Counter({"MatrixMul": 0.5}), launches=200, op_us=10.0)
