@@ -106,7 +106,7 @@ class Trainer:
         self.seed = int(seed)
         # Training batches prepared ahead in a background thread, so a step need not wait for its data.
         self.prefetch_batches = prefetch_batches
-        # Set for the whole process when a fit starts (mgelab.train.memory: it keeps peak memory down).
+        # Set for the whole process when a fit starts (mgelab.train.memory: memory for speed).
         self.mmap_threshold_kb = check_mmap_threshold(mmap_threshold_kb)
         self.compile = compile_mode(compile)
         # Informational, like device: the run side starts one process per device (mgelab.run.parallel)
