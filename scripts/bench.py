@@ -253,8 +253,10 @@ def table(rows: List[Dict[str, Any]]) -> str:
 def jobs(cfg: DictConfig) -> List[Job]:
     models, variants, impls = validate(cfg)
     mge.set_default_device(cfg.device)  # before building anything, so CUDA is never probed on cpu
-    threshold = DEFAULT_MMAP_THRESHOLD_KB if cfg.mmap_threshold_kb == "default" else cfg.mmap_threshold_kb
-    settings = Settings(**{**{f: cfg[f] for f in Settings.__dataclass_fields__}, "mmap_threshold_kb": threshold})
+    fields = {f: cfg[f] for f in Settings.__dataclass_fields__}
+    if fields["mmap_threshold_kb"] == "default":
+        fields["mmap_threshold_kb"] = DEFAULT_MMAP_THRESHOLD_KB
+    settings = Settings(**fields)
     all_kwargs = OmegaConf.to_container(cfg.model_kwargs, resolve=True)
     out = []
     for name in models:

@@ -184,8 +184,8 @@ def main(cfg: DictConfig) -> None:
     except ValueError as err:
         raise SystemExit(str(err)) from None
     all_kwargs = OmegaConf.to_container(cfg.model_kwargs, resolve=True)
+    timing = Timing(int(cfg.repeats), int(cfg.calls))
     for name in names:
-        timing = Timing(int(cfg.repeats), int(cfg.calls))
         rows, step = profile(name, all_kwargs.get(name, {}), int(cfg.batch), timing)
         report(name, rows, step)
 
