@@ -2,7 +2,8 @@
 
 ``cpu_info`` reads the CPU model and the SIMD flags that decide MegEngine's CPU kernels (AVX2,
 the AVX-512 family, AMX); ``execution_strategy`` is the algorithm choice MegEngine's convs use
-(``HEURISTIC`` unless set); ``device_threads`` the worker threads of a comp node name;
+(``HEURISTIC`` unless set), and ``mkl_cpu_type`` MKL's code-path switch (``mgelab.mkl_dispatch``);
+``device_threads`` the worker threads of a comp node name;
 ``sgemm_gflops`` the float32 matmul rate measured on the default device, the practical peak a
 model's achieved rate (``gflops``) is read against.
 
@@ -26,6 +27,8 @@ import megengine as mge
 import megengine.functional as F
 import numpy as np
 from megengine.functional import debug_param
+
+from mgelab.mkl_dispatch import mkl_cpu_type
 
 REPORTED_FLAGS = ("avx2", "avx512f", "avx512bw", "avx512vl", "avx512_vnni", "avx512_bf16", "amx_tile")
 STRATEGY_ENV = "MEGENGINE_EXECUTION_STRATEGY"
@@ -118,6 +121,7 @@ def machine_info(device: str) -> Dict[str, object]:
         **cpu_info().as_dict(),
         "megengine": mge.__version__,
         "strategy": execution_strategy(),
+        "mkl_cpu_type": mkl_cpu_type() or None,
         "device": device,
         "threads": device_threads(device),
     }
@@ -182,7 +186,8 @@ def describe_machine(machine: Dict[str, Any]) -> str:
     threads = "? threads" if threads is None else f"{threads} thread{'s' if threads != 1 else ''}"
     return (f"machine: {machine['cpu']}, {machine['logical_cpus']} logical CPUs, "
             f"flags {' '.join(machine['cpu_flags']) or '-'}; MegEngine {machine['megengine']}, "
-            f"strategy {machine['strategy']}, device {machine['device']} ({threads}); "
+            f"strategy {machine['strategy']}, MKL_DEBUG_CPU_TYPE {machine.get('mkl_cpu_type') or 'unset'}, "
+            f"device {machine['device']} ({threads}); "
             + (f"sgemm {machine['sgemm_size']}^3 float32 {peak} GFLOP/s" if peak else "sgemm not measured"))
 
 
