@@ -15,6 +15,7 @@ SRC = ROOT / "src" / "mgelab"
 
 # Lowest first. A package may import its own modules and any package of a lower layer.
 LAYERS: List[Tuple[str, ...]] = [
+    ("startup",),  # settled before MegEngine does any work (MKL's code path); imported by mgelab/__init__
     ("checkpoint",),  # the checkpoint format and safe unpickling
     ("nn",),
     ("data",),
@@ -33,7 +34,10 @@ ONLY_IN = {
     "hydra": {"config", "run"},
     "omegaconf": {"config", "run"},
 }
-NO_MEGENGINE = {"checkpoint", "tracking"}
+NO_MEGENGINE = {"startup", "checkpoint", "tracking"}
+# The root package runs first in every process that imports mgelab: it may reach only the start-up layer,
+# or importing any part of mgelab would load the rest.
+ROOT_MAY_IMPORT = {"startup"}
 
 RANK: Dict[str, int] = {package: rank for rank, layer in enumerate(LAYERS) for package in layer}
 
@@ -93,6 +97,10 @@ def test_imports_point_downwards(path: Path):
                 continue  # an attribute (``from mgelab.train import Trainer``), checked through its module
             there = package_of(target)
             if there in ("", here):
+                continue
+            if here == "":
+                if there not in ROOT_MAY_IMPORT:
+                    wrong.append(f"{target} (the root package may import only {sorted(ROOT_MAY_IMPORT)})")
                 continue
             upward = RANK[there] > RANK[here]
             sideways = RANK[there] == RANK[here] and (here, there) not in SAME_LAYER_ALLOWED

@@ -1,4 +1,4 @@
-"""MKL's AVX2 switch on AMD CPUs (``mgelab.mkl_dispatch``): when it is set, that the user's value wins,
+"""MKL's AVX2 switch on AMD CPUs (``mgelab.startup.mkl_dispatch``): when it is set, that the user's value wins,
 that importing mgelab applies it, that runs record it, and that training computes the same with it."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mgelab import mkl_dispatch
+from mgelab.startup import mkl_dispatch
 from mgelab.tracking import run_context
 
 AMD = "processor\t: 0\nvendor_id\t: AuthenticAMD\nmodel name\t: AMD EPYC\nflags\t\t: fpu sse2 avx avx2 fma\n"

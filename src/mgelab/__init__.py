@@ -13,7 +13,7 @@ used to print are silenced here, once:
   driver library can be loaded, those first probes run once with fd 2 sent to /dev/null. A
   machine that has a driver keeps every message MegEngine prints.
 
-It also lets MKL (inside MegEngine) use its AVX2 kernels on AMD CPUs (``mgelab.mkl_dispatch``): MKL
+It also lets MKL (inside MegEngine) use its AVX2 kernels on AMD CPUs (``mgelab.startup.mkl_dispatch``): MKL
 reads its switch at its first call, so it has to be set before any MegEngine work.
 
 ``mgelab`` does not import MegEngine itself: processes that only read the tracking store (compare,
@@ -31,7 +31,7 @@ import warnings
 from types import ModuleType
 from typing import Callable, Optional, Sequence
 
-from mgelab.mkl_dispatch import use_mkl_avx2_on_amd
+from mgelab.startup.mkl_dispatch import use_mkl_avx2_on_amd
 
 # Where MegEngine's CUDA stub looks for the driver (its built-in paths), and the loader's own search.
 CUDA_DRIVER_LIBRARIES = ("libcuda.so.1", "libcuda.so", "/usr/local/nvidia/lib64/libcuda.so",

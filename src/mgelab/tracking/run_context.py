@@ -31,7 +31,7 @@ from mlflow.utils.mlflow_tags import (
     MLFLOW_SOURCE_TYPE,
 )
 
-from mgelab.mkl_dispatch import mkl_cpu_type
+from mgelab.startup.mkl_dispatch import mkl_cpu_type
 from mgelab.tracking.provenance import git_dirty
 from mgelab.tracking.records import str_dict
 
@@ -39,7 +39,7 @@ from mgelab.tracking.records import str_dict
 ENTRY_ENV = "MGELAB_ENTRY_SCRIPT"
 # "true"/"false": files tracked by git differed from the commit when the run started.
 GIT_DIRTY_TAG = "mgelab.source.git.dirty"
-# MKL's code-path switch the run's process had (mgelab.mkl_dispatch): it decides the CPU kernels, so speed.
+# MKL's code-path switch the run's process had (mgelab.startup.mkl_dispatch): it decides the CPU kernels, so speed.
 MKL_CPU_TYPE_TAG = "mgelab.cpu.mkl_debug_cpu_type"
 # Folders whose files run a pool's worker processes, not a user's code.
 WORKER_PACKAGES = ("joblib", "loky", "multiprocessing", "concurrent", "submitit")

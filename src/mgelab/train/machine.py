@@ -2,7 +2,7 @@
 
 ``cpu_info`` reads the CPU model and the SIMD flags that decide MegEngine's CPU kernels (AVX2,
 the AVX-512 family, AMX); ``execution_strategy`` is the algorithm choice MegEngine's convs use
-(``HEURISTIC`` unless set), and ``mkl_cpu_type`` MKL's code-path switch (``mgelab.mkl_dispatch``);
+(``HEURISTIC`` unless set), and ``mkl_cpu_type`` MKL's code-path switch (``mgelab.startup.mkl_dispatch``);
 ``device_threads`` the worker threads of a comp node name;
 ``sgemm_gflops`` the float32 matmul rate measured on the default device, the practical peak a
 model's achieved rate (``gflops``) is read against.
@@ -28,7 +28,7 @@ import megengine.functional as F
 import numpy as np
 from megengine.functional import debug_param
 
-from mgelab.mkl_dispatch import mkl_cpu_type
+from mgelab.startup.mkl_dispatch import mkl_cpu_type
 
 REPORTED_FLAGS = ("avx2", "avx512f", "avx512bw", "avx512vl", "avx512_vnni", "avx512_bf16", "amx_tile")
 STRATEGY_ENV = "MEGENGINE_EXECUTION_STRATEGY"
