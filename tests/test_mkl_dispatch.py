@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from mgelab.startup import mkl_dispatch
+from mgelab.startup.cpuinfo import read_cpuinfo
 from mgelab.tracking import run_context
 
 AMD = "processor\t: 0\nvendor_id\t: AuthenticAMD\nmodel name\t: AMD EPYC\nflags\t\t: fpu sse2 avx avx2 fma\n"
@@ -46,7 +47,7 @@ def test_importing_mgelab_applies_the_switch_this_cpu_wants():
     code = "import os, mgelab; print(repr(os.environ.get('MKL_DEBUG_CPU_TYPE')))"
     out = subprocess.run([sys.executable, "-c", code], env=clean_env(), capture_output=True, text=True,
                          check=True).stdout.strip()
-    expected = repr(mkl_dispatch.MKL_AVX2) if mkl_dispatch.wants_avx2_switch(mkl_dispatch.read_cpuinfo()) else "None"
+    expected = repr(mkl_dispatch.MKL_AVX2) if mkl_dispatch.wants_avx2_switch(read_cpuinfo()) else "None"
     assert out == expected
 
 

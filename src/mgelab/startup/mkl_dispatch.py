@@ -14,8 +14,9 @@ A value the user set wins; ``MKL_DEBUG_CPU_TYPE=`` (empty) keeps MKL's own vendo
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from typing import MutableMapping, Optional
+
+from mgelab.startup.cpuinfo import cpuinfo_pairs, read_cpuinfo
 
 MKL_CPU_TYPE_ENV = "MKL_DEBUG_CPU_TYPE"
 MKL_AVX2 = "5"  # MKL's code for its AVX2 path
@@ -25,13 +26,9 @@ INTEL_VENDOR = "GenuineIntel"
 def vendor_and_avx2(cpuinfo_text: str) -> tuple[Optional[str], bool]:
     """The first ``vendor_id`` and whether the first ``flags`` line has avx2, from /proc/cpuinfo text."""
     vendor, avx2 = None, False
-    for line in cpuinfo_text.splitlines():
-        key, sep, value = line.partition(":")
-        key = key.strip().lower()
-        if not sep:
-            continue
+    for key, value in cpuinfo_pairs(cpuinfo_text):
         if key == "vendor_id" and vendor is None:
-            vendor = value.strip()
+            vendor = value
         elif key == "flags":
             avx2 = "avx2" in value.split()
             break
@@ -44,18 +41,12 @@ def wants_avx2_switch(cpuinfo_text: str) -> bool:
     return vendor is not None and vendor != INTEL_VENDOR and avx2
 
 
-def read_cpuinfo(path: Path = Path("/proc/cpuinfo")) -> str:
-    try:
-        return path.read_text()
-    except OSError:  # not Linux: nothing is known, nothing is set
-        return ""
-
-
 def use_mkl_avx2_on_amd(environ: Optional[MutableMapping[str, str]] = None, cpuinfo_text: Optional[str] = None) -> bool:
     """Set ``MKL_DEBUG_CPU_TYPE=5`` when this CPU needs it and the user set nothing; True if it was set."""
     environ = os.environ if environ is None else environ
     if MKL_CPU_TYPE_ENV in environ:
         return False
+    # Where /proc/cpuinfo cannot be read (not Linux) nothing is known, so nothing is set.
     if not wants_avx2_switch(read_cpuinfo() if cpuinfo_text is None else cpuinfo_text):
         return False
     environ[MKL_CPU_TYPE_ENV] = MKL_AVX2

@@ -84,8 +84,9 @@ def standard_tags(user_tags: Mapping[str, Any]) -> Dict[str, str]:
         dirty = git_dirty(Path(script).parent)
         if dirty is not None:
             explicit[GIT_DIRTY_TAG] = str(dirty).lower()
-    if mkl_cpu_type():
-        explicit[MKL_CPU_TYPE_TAG] = mkl_cpu_type()
+    mkl_switch = mkl_cpu_type()
+    if mkl_switch:
+        explicit[MKL_CPU_TYPE_TAG] = mkl_switch
     return str_dict(resolve_tags({**explicit, **str_dict(user_tags)}))
 
 

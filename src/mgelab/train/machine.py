@@ -28,6 +28,7 @@ import megengine.functional as F
 import numpy as np
 from megengine.functional import debug_param
 
+from mgelab.startup.cpuinfo import PROC_CPUINFO, cpuinfo_pairs, read_cpuinfo
 from mgelab.startup.mkl_dispatch import mkl_cpu_type
 
 REPORTED_FLAGS = ("avx2", "avx512f", "avx512bw", "avx512vl", "avx512_vnni", "avx512_bf16", "amx_tile")
@@ -54,11 +55,7 @@ def parse_cpuinfo(text: str) -> CpuInfo:
     (``model name``/``Model name``, ``flags``/``Flags``; one ``processor`` entry per logical
     CPU, or lscpu's ``CPU(s)``)."""
     model, flags, processors, cpus = "", set(), 0, 0
-    for line in text.splitlines():
-        key, sep, value = line.partition(":")
-        if not sep:
-            continue
-        key, value = key.strip().lower(), value.strip()
+    for key, value in cpuinfo_pairs(text):
         if key == "model name" and not model:
             model = re.sub(r"\s+", " ", value)
         elif key == "flags" and not flags:
@@ -71,14 +68,11 @@ def parse_cpuinfo(text: str) -> CpuInfo:
                    tuple(f for f in REPORTED_FLAGS if f in flags))
 
 
-def cpu_info(cpuinfo: Path = Path("/proc/cpuinfo")) -> CpuInfo:
+def cpu_info(cpuinfo: Path = PROC_CPUINFO) -> CpuInfo:
     """This machine's CPU: /proc/cpuinfo, else ``lscpu`` (non-Linux-proc systems)."""
-    try:
-        info = parse_cpuinfo(cpuinfo.read_text())
-        if info.model != "unknown":
-            return info
-    except OSError:
-        pass
+    info = parse_cpuinfo(read_cpuinfo(cpuinfo))
+    if info.model != "unknown":
+        return info
     try:
         out = subprocess.run(["lscpu"], capture_output=True, text=True, timeout=10, check=False).stdout
     except (OSError, subprocess.SubprocessError):
