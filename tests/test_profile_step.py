@@ -32,10 +32,12 @@ def test_kernel_time_is_summed_per_name_from_begin_and_end_pairs(tmp_path):
     assert dict(totals) == {"Convolution": 3.0, "ADD": 0.1} and launches == 3  # milliseconds; kernels
 
 
-def test_the_floor_is_the_longer_of_the_convolutions_and_the_dispatch_not_their_sum():
+def test_the_floor_is_the_longer_of_the_heavy_kernels_and_the_dispatch_not_their_sum():
     profile = load_script("profile_step").StepProfile
-    convs = profile(20.0, Counter({"Convolution": 9.0, "ADD": 1.0}), launches=100, op_us=10.0)
-    assert convs.floor_ms() == 9.0  # 100 kernels x 10 us = 1 ms of dispatch
+    kernels = Counter({"Convolution": 6.0, "PoolingBackwardV1": 2.0, "Pooling": 0.5, "MatrixMul": 0.5, "ADD": 1.0})
+    heavy = profile(20.0, kernels, launches=100, op_us=10.0)
+    assert heavy.floor_kernels_ms() == 9.0  # the elementwise ADD is not in it
+    assert heavy.floor_ms() == 9.0  # 100 kernels x 10 us = 1 ms of dispatch
     dispatch = profile(5.0, Counter({"MatrixMul": 0.5}), launches=200, op_us=10.0)
     assert dispatch.floor_ms() == 2.0
 
