@@ -28,6 +28,7 @@ from mgelab.tracking.sweep_job import skip_finished
 from mgelab.train import FitResult, seed_everything
 from mgelab.train.device import cpu_threads_for, select_device
 from mgelab.train.distributed import World
+from mgelab.train.machine import run_execution_strategy
 
 
 def train(cfg: DictConfig) -> float:
@@ -43,6 +44,8 @@ def train(cfg: DictConfig) -> float:
     check_runnable(cfg)  # before anything is opened: a run that cannot start records nothing
     # 0 (auto) becomes the count used, so config.yaml, params and a resume check record that count.
     cfg.trainer.cpu_threads = cpu_threads_for(cfg.trainer.cpu_threads, parallel_jobs())
+    # null becomes the strategy used (MEGENGINE_EXECUTION_STRATEGY or HEURISTIC), recorded likewise.
+    cfg.trainer.execution_strategy = run_execution_strategy(cfg.trainer.execution_strategy)
     config = plain_config(cfg)
     plan = resume_plan(cfg, config)
     completed = completed_run_value(cfg, plan)

@@ -89,6 +89,29 @@ def device_threads(device: str) -> Optional[int]:
     return 1 if re.fullmatch(r"cpu(\d+|x)(:\d+)?", device) else None
 
 
+# The words MegEngine's set_execution_strategy combines with "_" (PROFILE and HEURISTIC exclude each other).
+STRATEGY_WORDS = ("HEURISTIC", "PROFILE", "REPRODUCIBLE")
+
+
+def check_execution_strategy(value: str, key: str = "trainer.execution_strategy") -> str:
+    """``value`` upper-cased if MegEngine takes it (``PROFILE_REPRODUCIBLE``, ...), else one clear error."""
+    words = str(value).upper().split("_")
+    if any(w not in STRATEGY_WORDS for w in words) or len(set(words)) < len(words) or \
+            {"HEURISTIC", "PROFILE"} <= set(words):
+        raise ValueError(f"{key}={value!r} is not an execution strategy; choose HEURISTIC, PROFILE, REPRODUCIBLE, "
+                         "HEURISTIC_REPRODUCIBLE or PROFILE_REPRODUCIBLE")
+    return "_".join(words)
+
+
+def run_execution_strategy(value: Optional[str]) -> str:
+    """The strategy a run uses: ``value``, else ``MEGENGINE_EXECUTION_STRATEGY``, else HEURISTIC
+    (MegEngine's default), so a run never inherits what an earlier run in the process set."""
+    if value is not None:
+        return check_execution_strategy(value)
+    from_env = os.environ.get(STRATEGY_ENV)
+    return check_execution_strategy(from_env, STRATEGY_ENV) if from_env else "HEURISTIC"
+
+
 def apply_execution_strategy(strategy: Optional[str]) -> None:
     """Set MegEngine's execution strategy (e.g. ``PROFILE``, ``HEURISTIC_REPRODUCIBLE``).
 

@@ -30,6 +30,7 @@ from mgelab.train.distributed import (
 )
 from mgelab.train.evaluation import evaluate_split, report_test_split
 from mgelab.train.fit_state import FitContext, FitResult
+from mgelab.train.machine import apply_execution_strategy, run_execution_strategy
 from mgelab.train.memory import DEFAULT_MMAP_THRESHOLD_KB, check_mmap_threshold, peak_rss_mb, set_mmap_threshold
 from mgelab.train.optim import OptimizerFactory, set_lr
 from mgelab.train.signals import StopOnSignal, TrainingInterrupted
@@ -65,6 +66,7 @@ class Trainer:
         scale_lr_by_world_size: bool = False,
         label_smoothing: float = 0.0,
         mmap_threshold_kb: Optional[int] = DEFAULT_MMAP_THRESHOLD_KB,
+        execution_strategy: Optional[str] = None,
         debug: bool = False,
     ) -> None:
         if max_epochs < 1:
@@ -96,9 +98,7 @@ class Trainer:
         self.keep_last, self.keep_best = int(keep_last), int(keep_best)
         self.resume = resume
         self.monitor, self.monitor_mode = monitor, monitor_mode
-        # The task's rule refuses an unknown monitor_mode (both tasks the same); asked now, so a bad
-        # mode fails when the trainer is built, not after the first epoch.
-        self.monitored("classification")
+        self.monitored("classification")  # an unknown monitor_mode fails now, not after the first epoch
         self.progress_bar = progress_bar  # a bar within each epoch, drawn only on an interactive terminal
         # Informational: the run selects the device before the model is built (0: as many CPU
         # threads as the run may use, shared among parallel sweep jobs; mgelab.train.device).
@@ -108,12 +108,12 @@ class Trainer:
         self.prefetch_batches = prefetch_batches
         # Set for the whole process when a fit starts (mgelab.train.memory: memory for speed).
         self.mmap_threshold_kb = check_mmap_threshold(mmap_threshold_kb)
+        self.execution_strategy = run_execution_strategy(execution_strategy)
         self.compile = compile_mode(compile)
         # Informational, like device: the run side starts one process per device (mgelab.run.parallel)
         # and each fit is told its rank; the lr is multiplied by the world size when asked.
         self.devices, self.scale_lr_by_world_size = int(devices), bool(scale_lr_by_world_size)
-        # A debug run: a few steps to check a config end to end; the run side logs it to
-        # `<experiment>_debug`, so such runs stay out of the chapter's experiment.
+        # A debug run: a few steps to check a config end to end (logged to `<experiment>_debug` by the run side).
         self.debug = bool(debug)
 
     # --- public -----------------------------------------------------------------------------
@@ -126,6 +126,7 @@ class Trainer:
         shard in step with the others and logs, validates, checkpoints and tests nothing."""
         world = world or current_world()
         set_mmap_threshold(self.mmap_threshold_kb)
+        apply_execution_strategy(self.execution_strategy)  # MegEngine's algorithm choice for convs, matmuls
         logger = logger if world.is_main else SilentLogger()
         optimizer = optimizer_factory(model.parameters())
         store = CheckpointStore(self.checkpoint_dir, self.keep_last, self.keep_best)
