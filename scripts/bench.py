@@ -133,7 +133,7 @@ def bench_trainer(model: M.Module, name: str, s: Settings, compiled: bool) -> Tu
     with tempfile.TemporaryDirectory() as checkpoints:
         trainer = Trainer(max_epochs=1, progress_bar=False, checkpoint_dir=checkpoints, log_every_n_steps=1,
                           compile=str(compiled), limit_train_batches=s.warmup + s.steps,
-                          mmap_threshold_kb=s.mmap_threshold_kb)
+                          mmap_threshold_kb=s.mmap_threshold_kb, execution_strategy=machine.execution_strategy())
         trainer.fit(model, data, factory, clock)
     # From the end of the last warm-up step (or of the first step) to the end of the last one.
     timed_steps = clock.times[max(s.warmup, 1) - 1:]

@@ -37,3 +37,9 @@ def test_a_bad_threshold_and_an_unknown_model_are_refused_by_their_keys():
     assert proc.returncode != 0 and "models: 'vgg' is not benchmarked" in proc.stderr + proc.stdout
     proc = bench("models=[linear]", "mmap_threshold_kb=0")
     assert proc.returncode != 0 and "trainer.mmap_threshold_kb=0" in proc.stderr + proc.stdout
+
+
+def test_the_trainer_variant_measures_under_the_strategy_asked_for():
+    proc = bench("models=[linear]", "variants=[trainer]", "strategy=PROFILE_REPRODUCIBLE")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert [r["strategy"] for r in rows(proc.stdout)] == ["PROFILE_REPRODUCIBLE"]
