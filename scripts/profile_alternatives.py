@@ -32,7 +32,7 @@ from megengine.autodiff import Function, GradManager
 from omegaconf import DictConfig, OmegaConf
 
 from mgelab.train.machine import apply_execution_strategy, describe_machine, in_fresh_process, measured_machine
-from mgelab.train.measured_models import INPUT_SHAPES, build_measured, check_measured
+from mgelab.train.measured_models import INPUT_SHAPES, build_measured, profiled_names
 
 Shape = Tuple[int, ...]
 
@@ -162,10 +162,7 @@ def report_products(name: str, model: M.Module, cfg: DictConfig) -> None:
 @hydra.main(version_base=None, config_path="../conf", config_name="profile_alternatives")
 def main(cfg: DictConfig) -> None:
     print(f"{describe_machine(measured_machine(cfg.device, None, sgemm_size=None))}; batch {cfg.batch}")
-    try:  # every name before anything is measured
-        names = [check_measured(name, "profiled") for name in cfg.models]
-    except ValueError as err:
-        raise SystemExit(str(err)) from None
+    names = profiled_names(cfg.models)
     all_kwargs = OmegaConf.to_container(cfg.model_kwargs, resolve=True)
     for name in names:
         print(f"\n== {name}")

@@ -29,7 +29,7 @@ from omegaconf import DictConfig, OmegaConf
 from mgelab.nn import BatchNorm2d
 from mgelab.nn.conv_grad import input_grad, weight_grad
 from mgelab.train.machine import describe_machine, measured_machine
-from mgelab.train.measured_models import INPUT_SHAPES, NUM_CLASSES, build_measured, check_measured
+from mgelab.train.measured_models import INPUT_SHAPES, NUM_CLASSES, build_measured, profiled_names
 
 
 @dataclass
@@ -179,10 +179,7 @@ def report(name: str, rows: List[LayerTiming], step: float) -> None:
 def main(cfg: DictConfig) -> None:
     # The machine line bench.py prints (CPU, flags, strategy, threads); the sgemm peak is bench's.
     print(f"{describe_machine(measured_machine(cfg.device, cfg.strategy, sgemm_size=None))}; batch {cfg.batch}")
-    try:  # every name before anything is measured
-        names = [check_measured(name, "profiled") for name in cfg.models]
-    except ValueError as err:
-        raise SystemExit(str(err)) from None
+    names = profiled_names(cfg.models)
     all_kwargs = OmegaConf.to_container(cfg.model_kwargs, resolve=True)
     timing = Timing(int(cfg.repeats), int(cfg.calls))
     for name in names:

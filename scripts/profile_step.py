@@ -32,7 +32,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, Optional, Tuple
 
 import hydra
 import megengine as mge
@@ -42,7 +42,7 @@ from megengine.utils.profiler import Profiler
 from omegaconf import DictConfig, OmegaConf
 
 from mgelab.train.machine import describe_machine, measured_machine
-from mgelab.train.measured_models import INPUT_SHAPES, NUM_CLASSES, build_measured, check_measured
+from mgelab.train.measured_models import INPUT_SHAPES, NUM_CLASSES, build_measured, profiled_names
 from mgelab.train.steps import make_train_step
 
 # MegEngine's own compute kernels, which mgelab's step calls as they are (under the execution strategy in
@@ -152,10 +152,7 @@ def main(cfg: DictConfig) -> None:
     print(f"{describe_machine(measured_machine(cfg.device, cfg.strategy, sgemm_size=None))}; batch {cfg.batch}")
     given = cfg.torch_samples_per_s
     rates: Dict[str, float] = OmegaConf.to_container(given, resolve=True) if given else {}
-    try:  # every name before anything is measured
-        names: List[str] = [check_measured(name, "profiled") for name in cfg.models]
-    except ValueError as err:
-        raise SystemExit(str(err)) from None
+    names = profiled_names(cfg.models)
     for name in names:
         report(name, profile_model(name, cfg), int(cfg.batch), rates.get(name), float(cfg.target_ratio))
 

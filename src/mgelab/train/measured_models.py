@@ -8,7 +8,7 @@ settings of ``experiment=ch4_fashion_cnn`` (the tools' ``model_kwargs.cnn3``).
 
 from __future__ import annotations
 
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import megengine.module as M
 
@@ -27,6 +27,15 @@ def check_measured(name: str, tool: str) -> str:
     if name not in INPUT_SHAPES:
         raise ValueError(f"models: {name!r} is not {tool} here; choose from {sorted(INPUT_SHAPES)}")
     return name
+
+
+def profiled_names(names: Sequence[str]) -> List[str]:
+    """The profiling scripts' ``models``, every name checked before anything is measured: an unknown
+    one ends the script with the one-line message (no traceback)."""
+    try:
+        return [check_measured(name, "profiled") for name in names]
+    except ValueError as err:
+        raise SystemExit(str(err)) from None
 
 
 def build_measured(name: str, kwargs: Optional[Dict[str, Any]] = None) -> M.Module:
