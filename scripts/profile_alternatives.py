@@ -67,10 +67,10 @@ def module_inputs(model: M.Module, kind: type, batch: int, input_shape: Shape) -
 
 # --- max-pool -----------------------------------------------------------------------------------
 def windows_up(t: mge.Tensor, shape: Shape) -> mge.Tensor:
-    """A pooled (N, C, H/2, W/2) tensor repeated over each 2x2 window of ``shape``."""
+    """A pooled (N, C, H//2, W//2) tensor repeated over each 2x2 window: (N, C, H//2*2, W//2*2)."""
     n, c, h, w = shape
     tiled = F.broadcast_to(t.reshape(n, c, h // 2, 1, w // 2, 1), (n, c, h // 2, 2, w // 2, 2))
-    return tiled.reshape(n, c, h, w)
+    return tiled.reshape(n, c, h // 2 * 2, w // 2 * 2)
 
 
 class MaskPool(Function):
@@ -80,13 +80,22 @@ class MaskPool(Function):
         return self.y
 
     def backward(self, dy: mge.Tensor) -> mge.Tensor:
-        at_max = F.equal(self.x, windows_up(self.y, self.x.shape)).astype("float32")
-        return at_max * windows_up(dy, self.x.shape)
+        n, c, h, w = self.x.shape
+        even = self.x[:, :, : h // 2 * 2, : w // 2 * 2]
+        at_max = F.equal(even, windows_up(self.y, self.x.shape)).astype("float32")
+        grad = at_max * windows_up(dy, self.x.shape)
+        if (h, w) == tuple(grad.shape[2:]):
+            return grad
+        full = F.zeros(self.x.shape, dtype="float32")  # an odd side's last row or column gets no gradient
+        full[:, :, : h // 2 * 2, : w // 2 * 2] = grad
+        return full
 
 
 def reshape_pool(x: mge.Tensor) -> mge.Tensor:
     n, c, h, w = x.shape
-    return x.reshape(n, c, h // 2, 2, w // 2, 2).max(axis=5).max(axis=3)
+    # An odd side's last row or column belongs to no 2x2 window (max_pool2d floors), so it is cut off.
+    even = x[:, :, : h // 2 * 2, : w // 2 * 2]
+    return even.reshape(n, c, h // 2, 2, w // 2, 2).max(axis=5).max(axis=3)
 
 
 POOLS: Dict[str, Callable[[mge.Tensor], mge.Tensor]] = {

@@ -43,12 +43,14 @@ def test_the_floor_is_the_longer_of_the_heavy_kernels_and_the_dispatch_not_their
 
 
 def test_the_script_reports_the_step_its_kernels_and_the_budget():
-    cmd = [sys.executable, str(ROOT / "scripts" / "profile_step.py"), "models=[lenet]", "batch=4", "warmup=1",
-           "steps=2", "profiled_steps=1", "device=cpu0", "torch_samples_per_s={lenet: 1000}", "target_ratio=0.5"]
+    cmd = [sys.executable, str(ROOT / "scripts" / "profile_step.py"), "models=[linear,lenet]", "batch=4",
+           "warmup=1", "steps=2", "profiled_steps=1", "device=cpu0", "torch_samples_per_s={linear: 1000, lenet: 1000}",
+           "target_ratios.lenet=0.25"]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=dict(os.environ))
     assert proc.returncode == 0, proc.stderr[-2000:]
     out = proc.stdout
     assert "== lenet: step" in out and re.search(r"Convolution\s+\d+\.\d+ ms", out)
-    # 4 samples at 0.5 x 1000 samples/s: 8 ms a step.
+    # 4 samples at linear's 0.5 x 1000 samples/s: 8 ms a step; at LeNet's 0.25 (overridden): 16 ms.
     assert "target 0.5 of PyTorch's 1000 samples/s allows 8.0 ms a step" in out
+    assert "target 0.25 of PyTorch's 1000 samples/s allows 16.0 ms a step" in out
     assert re.search(r"one trivial eager op \d+\.\d+ us: dispatching \d+ kernels", out)
