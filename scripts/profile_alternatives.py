@@ -66,6 +66,13 @@ def module_inputs(model: M.Module, kind: type, batch: int, input_shape: Shape) -
 
 
 # --- max-pool -----------------------------------------------------------------------------------
+def windowed(shape: Shape) -> Tuple[slice, ...]:
+    """The part of an (N, C, H, W) map that 2x2 windows cover: an odd side's last row or column
+    belongs to none (max_pool2d floors)."""
+    _, _, h, w = shape
+    return slice(None), slice(None), slice(0, h // 2 * 2), slice(0, w // 2 * 2)
+
+
 def windows_up(t: mge.Tensor, shape: Shape) -> mge.Tensor:
     """A pooled (N, C, H//2, W//2) tensor repeated over each 2x2 window: (N, C, H//2*2, W//2*2)."""
     n, c, h, w = shape
@@ -80,22 +87,19 @@ class MaskPool(Function):
         return self.y
 
     def backward(self, dy: mge.Tensor) -> mge.Tensor:
-        n, c, h, w = self.x.shape
-        even = self.x[:, :, : h // 2 * 2, : w // 2 * 2]
-        at_max = F.equal(even, windows_up(self.y, self.x.shape)).astype("float32")
+        covered = windowed(self.x.shape)
+        at_max = F.equal(self.x[covered], windows_up(self.y, self.x.shape)).astype("float32")
         grad = at_max * windows_up(dy, self.x.shape)
-        if (h, w) == tuple(grad.shape[2:]):
+        if grad.shape == self.x.shape:
             return grad
-        full = F.zeros(self.x.shape, dtype="float32")  # an odd side's last row or column gets no gradient
-        full[:, :, : h // 2 * 2, : w // 2 * 2] = grad
+        full = F.zeros(self.x.shape, dtype="float32")  # the uncovered row or column gets no gradient
+        full[covered] = grad
         return full
 
 
 def reshape_pool(x: mge.Tensor) -> mge.Tensor:
     n, c, h, w = x.shape
-    # An odd side's last row or column belongs to no 2x2 window (max_pool2d floors), so it is cut off.
-    even = x[:, :, : h // 2 * 2, : w // 2 * 2]
-    return even.reshape(n, c, h // 2, 2, w // 2, 2).max(axis=5).max(axis=3)
+    return x[windowed(x.shape)].reshape(n, c, h // 2, 2, w // 2, 2).max(axis=5).max(axis=3)
 
 
 POOLS: Dict[str, Callable[[mge.Tensor], mge.Tensor]] = {

@@ -16,9 +16,9 @@ convolutions, matrix products and max-pools (``FLOOR_KERNELS``: mgelab calls the
 ``scripts/profile_alternatives.py`` times the other formulations MegEngine offers for the pools and
 products), or the kernel count times the cost of one trivial eager op, whichever is longer (the
 device and interpreter threads overlap). With a PyTorch rate for the model
-(``torch_samples_per_s``) it prints the step the model's ``target_ratios`` entry of it
-allows, and whether the floor is already longer: then no change to mgelab's side of the step reaches the target. When
-the profiled kernels add up to more than the unprofiled step (the profiler slowed them, as for
+(``torch_samples_per_s``) it prints the step the model's ``target_ratios`` entry of it allows,
+and whether the floor is already longer: then no change to mgelab's side of the step reaches the
+target. When the profiled kernels add up to more than the unprofiled step (the profiler slowed them, as for
 ResNet-20 on two threads here), their times prove nothing and it says so. Run it on a quiet machine.
 """
 
@@ -154,8 +154,7 @@ def main(cfg: DictConfig) -> None:
     rates: Dict[str, float] = OmegaConf.to_container(given, resolve=True) if given else {}
     names = profiled_names(cfg.models)
     for name in names:
-        report(name, profile_model(name, cfg), int(cfg.batch), rates.get(name),
-               float(cfg.target_ratios[name]))
+        report(name, profile_model(name, cfg), int(cfg.batch), rates.get(name), float(cfg.target_ratios[name]))
 
 
 if __name__ == "__main__":
